@@ -1,0 +1,330 @@
+"""Helpers shared by the checks: grace, relative change, per-agent summaries, learning progress.
+
+Everything here is a pure function of :class:`~tblive.stats.MetricStats` and the config.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from tblive.findings import Finding, Status
+from tblive.metrics import Config, MetricRef, Roles
+from tblive.stats import MetricStats, format_number
+
+View = Mapping[str, MetricStats]
+
+
+@dataclass
+class Judgement:
+    """What a check concluded about one tag (before per-agent summarising)."""
+
+    status: Status
+    message: str
+    details: Dict[str, Any] = field(default_factory=dict)
+
+
+def fmt(value: Optional[float]) -> str:
+    if value is None:
+        return "n/a"
+    return format_number(float(value))
+
+
+def pct(value: float) -> str:
+    if not math.isfinite(value):
+        return "%s%%" % value
+    if abs(value) >= 100:
+        return "%+.0fx" % (value + 1.0) if value > 0 else "%+.0f%%" % (100 * value)
+    return "%+.0f%%" % (100.0 * value)
+
+
+def finite(value: Any) -> Optional[float]:
+    """``value`` as a JSON-safe float, None when missing or not finite."""
+    if value is None:
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def usable(stats: Optional[MetricStats], minimum: int = 1) -> bool:
+    return stats is not None and stats.finite_count >= minimum
+
+
+def in_grace(stats: MetricStats, config: Config) -> bool:
+    """True while the metric is too young for slow checks to go CRITICAL (see ``Grace``)."""
+    grace = config.grace
+    if stats.finite_count < grace.min_points:
+        return True
+    last = stats.last_step
+    if last is None:
+        return True
+    if grace.min_steps and last < grace.min_steps:
+        return True
+    if grace.expected_steps and last < grace.fraction * grace.expected_steps:
+        return True
+    return False
+
+
+def grace_note(config: Config) -> str:
+    return "grace: %d points" % config.grace.min_points
+
+
+def relative_change(head: float, tail: float) -> float:
+    """(tail - head) / |head|, guarded so a head of ~0 does not divide by zero."""
+    scale = max(abs(head), 0.01 * abs(tail), 1e-12)
+    return (tail - head) / scale
+
+
+def head_tail(stats: MetricStats, sign: float = 1.0) -> Tuple[float, float]:
+    return sign * stats.head_value(), sign * stats.tail_value()
+
+
+def levels(stats: MetricStats) -> np.ndarray:
+    """Bucket means of the history (finite values only, step order)."""
+    return np.asarray(stats.history().means, dtype=np.float64)
+
+
+def smoothed_levels(stats: MetricStats, share: float = 0.05) -> np.ndarray:
+    """History bucket means smoothed over ~``share`` of the buckets (count-weighted)."""
+    hist = stats.history()
+    means = np.asarray(hist.means, dtype=np.float64)
+    counts = np.asarray(hist.counts, dtype=np.float64)
+    if means.size == 0:
+        return means
+    window = max(1, int(round(share * means.size)))
+    if window == 1:
+        return means
+    kernel = np.ones(window)
+    weighted = np.convolve(means * counts, kernel, mode="valid")
+    weights = np.convolve(counts, kernel, mode="valid")
+    return weighted / np.maximum(weights, 1e-300)
+
+
+def spike_factor(stats: MetricStats, skip: float = 0.1) -> float:
+    """Largest history level over the median level (by absolute value), after the first
+    ``skip`` share of the history (warm-up transients are normal)."""
+    lv = np.abs(levels(stats))
+    lv = lv[int(skip * lv.size) :]
+    if lv.size < 4:
+        return 1.0
+    median = float(np.median(lv))
+    if median <= 0:
+        return math.inf if float(lv.max()) > 0 else 1.0
+    return float(lv.max()) / median
+
+
+def zero_share(stats: MetricStats) -> float:
+    return stats.zero_count / stats.count if stats.count else 0.0
+
+
+def improving(stats: MetricStats, min_change: float, sign: float = 1.0) -> bool:
+    """The metric clearly rose (in the ``sign`` direction) by at least ``min_change`` relative.
+
+    Clearly = a significant trend over the whole history, or a smoothed end at least two
+    recent standard deviations beyond the smoothed start (a fast rise followed by a plateau,
+    which a trend test over the plateau-dominated history may miss).
+    """
+    if stats.finite_count < 4:
+        return False
+    head, tail = head_tail(stats, sign)
+    if not (math.isfinite(head) and math.isfinite(tail)):
+        return False
+    if relative_change(head, tail) < min_change:
+        return False
+    trend = stats.trend("all")
+    if trend.significant and math.isfinite(trend.change) and sign * trend.change > 0:
+        return True
+    recent = stats.recent
+    spread = recent.std if math.isfinite(recent.std) else 0.0
+    return stats.finite_count >= 8 and (tail - head) > 2.0 * spread
+
+
+def early_level(stats: MetricStats, share: float = 0.02, min_points: int = 3) -> float:
+    """Mean of the first ``max(min_points, share * points)`` finite points (whole buckets)."""
+    hist = stats.history()
+    if hist.counts.size == 0:
+        return math.nan
+    target = max(min_points, int(math.ceil(share * stats.finite_count)))
+    last = int(np.searchsorted(np.cumsum(hist.counts), target)) + 1
+    counts = hist.counts[:last]
+    return float((counts * hist.means[:last]).sum() / counts.sum())
+
+
+def declining(stats: MetricStats, min_change: float, sign: float = 1.0) -> bool:
+    return improving(stats, min_change, -sign)
+
+
+def trend_details(stats: MetricStats, sign: float = 1.0) -> Dict[str, Any]:
+    trend = stats.trend("all")
+    head, tail = head_tail(stats, sign)
+    return {
+        "head": finite(head),
+        "tail": finite(tail),
+        "relative_change": finite(relative_change(head, tail)),
+        "trend": trend.label if sign > 0 else _flip(trend.label),
+        "tau": finite(sign * trend.tau),
+        "strength": finite(trend.strength),
+        "significant": trend.significant,
+        "points": stats.finite_count,
+        "last_step": stats.last_step,
+    }
+
+
+def _flip(label: str) -> str:
+    return {"increasing": "decreasing", "decreasing": "increasing"}.get(label, label)
+
+
+# ------------------------------------------------------------------ learning progress
+
+
+@dataclass
+class Progress:
+    """Is the run learning anything? ``evidence`` names what improves, ``checked`` what was looked at."""
+
+    improving: bool
+    evidence: List[str]
+    checked: List[str]
+
+    def describe(self) -> str:
+        if self.improving:
+            return "; ".join(self.evidence)
+        if not self.checked:
+            return "no reward or success metric logged"
+        return "no improvement in %s" % ", ".join(self.checked[:4]) + (
+            " (+%d more)" % (len(self.checked) - 4) if len(self.checked) > 4 else ""
+        )
+
+
+def learning_progress(view: View, roles: Roles, config: Config) -> Progress:
+    """Evidence that the run learns: main reward or success rising, or a live component rising."""
+    evidence: List[str] = []
+    checked: List[str] = []
+    reward_min = config.threshold("reward", "min_change")
+    for ref in roles.main_reward:
+        stats = view.get(ref.tag)
+        if not usable(stats, 4):
+            continue
+        checked.append(ref.tag)
+        if improving(stats, reward_min):
+            evidence.append(_rise_text(ref.tag, stats))
+    for ref in roles.success:
+        stats = view.get(ref.tag)
+        if not usable(stats, 2):
+            continue
+        checked.append(ref.tag)
+        scale = success_scale(stats)
+        zero = config.threshold("success", "zero")
+        if stats.max / scale > zero and (
+            improving(stats, reward_min)
+            or stats.recent.mean / scale >= config.threshold("success", "low")
+        ):
+            evidence.append("%s reaches %s" % (ref.tag, fmt(stats.recent.mean)))
+    component_min = config.threshold("reward_component", "min_change")
+    for ref in roles.reward_component:
+        stats = view.get(ref.tag)
+        if not usable(stats, 4) or component_dead(ref, view, roles, config):
+            continue
+        checked.append(ref.tag)
+        if improving(stats, component_min):
+            evidence.append(_rise_text(ref.tag, stats))
+    return Progress(bool(evidence), evidence, checked)
+
+
+def _rise_text(tag: str, stats: MetricStats) -> str:
+    return "%s %s -> %s" % (tag, fmt(stats.head_value()), fmt(stats.tail_value()))
+
+
+def success_scale(stats: MetricStats) -> float:
+    """100 for success logged in percent (max > 1), else 1."""
+    return 100.0 if stats.max > 1.0 + 1e-9 else 1.0
+
+
+def component_scale(ref: MetricRef, view: View, roles: Roles) -> float:
+    """Largest recent |mean| among the reward components of the same agent."""
+    peers = [
+        abs(view[other.tag].recent.mean)
+        for other in roles.reward_component
+        if other.tag in view and usable(view[other.tag]) and other.agent == ref.agent
+    ]
+    return max(peers) if peers else 0.0
+
+
+def component_dead(ref: MetricRef, view: View, roles: Roles, config: Config) -> bool:
+    """A (non-penalty) reward component whose recent |values| stay near zero.
+
+    Near zero = at most ``dead_abs``, or ``dead_relative`` of the largest component. Penalties
+    (never positive) are not dead at zero: avoiding them is the point.
+    """
+    stats = view.get(ref.tag)
+    if not usable(stats):
+        return False
+    if stats.max <= 0:
+        return False
+    recent = stats.recent
+    largest = max(abs(recent.min), abs(recent.max))
+    limit = max(
+        config.threshold("reward_component", "dead_abs"),
+        config.threshold("reward_component", "dead_relative") * component_scale(ref, view, roles),
+    )
+    return largest <= limit
+
+
+# ------------------------------------------------------------------ per-agent summaries
+
+
+def judge_all(
+    check: str,
+    refs: Sequence[MetricRef],
+    view: View,
+    judge: Callable[[MetricRef, MetricStats], Optional[Judgement]],
+) -> List[Finding]:
+    """Judge every tag; per-agent tags with the same base name are summarised in one finding."""
+    groups: Dict[str, List[Tuple[MetricRef, Judgement]]] = {}
+    order: List[str] = []
+    for ref in refs:
+        stats = view.get(ref.tag)
+        if stats is None or stats.count == 0:
+            continue
+        verdict = judge(ref, stats)
+        if verdict is None:
+            continue
+        key = "agent*/%s" % ref.base if ref.agent is not None else ref.tag
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append((ref, verdict))
+    findings = []
+    for key in order:
+        items = groups[key]
+        if len(items) == 1 and items[0][0].agent is None:
+            ref, verdict = items[0]
+            findings.append(
+                Finding(check, verdict.status, verdict.message, verdict.details, ref.tag)
+            )
+        else:
+            findings.append(summarise_agents(check, key, items))
+    return findings
+
+
+def summarise_agents(check: str, key: str, items: List[Tuple[MetricRef, Judgement]]) -> Finding:
+    worst_status = max(verdict.status for _, verdict in items)
+    flagged = [ref.agent or ref.tag for ref, verdict in items if verdict.status == worst_status]
+    worst_ref, worst = next((ref, v) for ref, v in items if v.status == worst_status)
+    total = len(items)
+    details = {
+        "agents": {ref.agent or ref.tag: dict(v.details, status=v.status.name) for ref, v in items},
+        "flagged": flagged if worst_status > Status.OK else [],
+        "worst": worst_ref.tag,
+    }
+    if worst_status == Status.OK:
+        message = "%s (all %d agents): %s" % (key, total, worst.message)
+    else:
+        names = ", ".join(flagged[:6]) + (" ..." if len(flagged) > 6 else "")
+        message = "%d of %d agents (%s): %s" % (len(flagged), total, names, worst.message)
+    return Finding(check, worst_status, message, details, key)

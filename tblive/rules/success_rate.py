@@ -1,0 +1,114 @@
+"""Success Rate: zero or low success means the training failed.
+
+* Success that never left zero is WARNING while the metric is in grace or while something else
+  clearly improves (reward, another success metric, a reward component), CRITICAL otherwise.
+* Low success (recent mean below ``low``) that is not rising: WARNING.
+* Success that fell ``drop`` below its best level: WARNING.
+Success logged in percent (max > 1) is scaled to [0, 1].
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+
+from tblive.findings import Finding, Status
+from tblive.metrics import Config, MetricRef, Roles
+from tblive.rules._common import (
+    Judgement,
+    View,
+    fmt,
+    improving,
+    in_grace,
+    judge_all,
+    learning_progress,
+    smoothed_levels,
+    success_scale,
+    trend_details,
+)
+from tblive.stats import MetricStats
+
+KEY = "success"
+NAME = "Success Rate"
+
+
+def check(view: View, roles: Roles, config: Config) -> List[Finding]:
+    if not roles.success:
+        return []
+    progress = learning_progress(view, roles, config)
+    zero = config.threshold(KEY, "zero")
+    low = config.threshold(KEY, "low")
+    drop = config.threshold(KEY, "drop")
+    reward_min = config.threshold("reward", "min_change")
+
+    def judge(ref: MetricRef, stats: MetricStats) -> Judgement:
+        if stats.finite_count == 0:
+            return None
+        scale = success_scale(stats)
+        recent = stats.recent.mean / scale
+        best_levels = smoothed_levels(stats)
+        best = float(np.max(best_levels)) / scale if best_levels.size else recent
+        details = dict(trend_details(stats))
+        details.update(
+            {
+                "max": stats.max / scale,
+                "recent_mean": recent,
+                "best_level": best,
+                "scale": scale,
+                "zero_threshold": zero,
+                "low_threshold": low,
+                "grace_points": config.grace.min_points,
+                "in_grace": in_grace(stats, config),
+                "learning": progress.improving,
+                "evidence": progress.evidence,
+            }
+        )
+        span = "%d points (steps %s..%s)" % (stats.finite_count, stats.first_step, stats.last_step)
+        if stats.max / scale <= zero:
+            if in_grace(stats, config):
+                return Judgement(
+                    Status.WARNING,
+                    "%s is still 0 after %s; within the grace period (%d points), so not yet a "
+                    "failure. Watch it." % (ref.tag, span, config.grace.min_points),
+                    details,
+                )
+            if progress.improving:
+                return Judgement(
+                    Status.WARNING,
+                    "%s stayed at 0 over %s, but the run is learning (%s). If it stays 0, check "
+                    "the success criterion, episode length and curriculum."
+                    % (ref.tag, span, progress.describe()),
+                    details,
+                )
+            return Judgement(
+                Status.CRITICAL,
+                "%s stayed at 0 over %s and nothing improves (%s): training failed. Try: check "
+                "the reward shaping and success criterion, lower the entropy coefficient or "
+                "learning rate, or restart from a working config."
+                % (ref.tag, span, progress.describe()),
+                details,
+            )
+        if recent < low and not improving(stats, reward_min):
+            return Judgement(
+                Status.WARNING,
+                "%s is low: recent mean %s (best %s) is below %s and not rising. Try: longer "
+                "training, reward shaping, or a simpler curriculum stage."
+                % (ref.tag, fmt(recent * scale), fmt(best * scale), fmt(low * scale)),
+                details,
+            )
+        if best - recent >= drop:
+            return Judgement(
+                Status.WARNING,
+                "%s fell from its best level %s to %s (drop >= %s). Try: a lower learning rate, "
+                "or keep the best checkpoint."
+                % (ref.tag, fmt(best * scale), fmt(recent * scale), fmt(drop * scale)),
+                details,
+            )
+        return Judgement(
+            Status.OK,
+            "%s: recent mean %s (best %s)." % (ref.tag, fmt(recent * scale), fmt(best * scale)),
+            details,
+        )
+
+    return judge_all(NAME, roles.success, view, judge)

@@ -1,0 +1,142 @@
+"""Value Loss: a diverging critic (and a critic that explains nothing).
+
+Per value-loss tag (also TD3/SAC ``critic_loss``), with factor = tail / head:
+* factor >= ``grad_norm.blowup`` (1000x, at least 5 points): CRITICAL, even in grace;
+* factor >= ``rise_warning`` (or ``rise_critical``, said louder) with a significant rise:
+  WARNING -- value loss also grows with the return scale and from tiny starting levels, so
+  growth short of a blow-up alone never kills a run;
+* a spike (largest history level >= ``spike`` x the median level): WARNING.
+Per explained-variance tag (SB3): recent |mean| and max below ``explained_variance_floor``
+after 8 points: WARNING (the critic predicts nothing).
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+from tblive.findings import Finding, Status
+from tblive.metrics import Config, MetricRef, Roles
+from tblive.rules._common import (
+    Judgement,
+    View,
+    fmt,
+    in_grace,
+    judge_all,
+    learning_progress,
+    spike_factor,
+    trend_details,
+)
+from tblive.stats import MetricStats
+
+KEY = "value_loss"
+NAME = "Value Loss"
+
+
+def check(view: View, roles: Roles, config: Config) -> List[Finding]:
+    findings: List[Finding] = []
+    if roles.value_loss:
+        findings.extend(_value_loss(view, roles, config))
+    if roles.explained_variance:
+        findings.extend(_explained_variance(view, roles, config))
+    return findings
+
+
+def _value_loss(view: View, roles: Roles, config: Config) -> List[Finding]:
+    warn = config.threshold(KEY, "rise_warning")
+    crit = config.threshold(KEY, "rise_critical")
+    spike = config.threshold(KEY, "spike")
+    blowup = config.threshold("grad_norm", "blowup")
+    progress = learning_progress(view, roles, config)
+
+    def judge(ref: MetricRef, stats: MetricStats) -> Optional[Judgement]:
+        if stats.finite_count == 0:
+            return None
+        details = trend_details(stats)
+        head, tail = abs(stats.head_value()), abs(stats.tail_value())
+        factor = tail / max(head, 1e-12)
+        trend = stats.trend("all")
+        rising = trend.significant and trend.change > 0
+        spikes = spike_factor(stats)
+        grace = in_grace(stats, config)
+        details.update(
+            {
+                "factor": factor,
+                "rise_warning": warn,
+                "rise_critical": crit,
+                "spike_factor": spikes,
+                "spike_threshold": spike,
+                "max": stats.max,
+                "in_grace": grace,
+                "learning": progress.improving,
+            }
+        )
+        grows = "%s grows %s -> %s (x%s)" % (ref.tag, fmt(head), fmt(tail), fmt(factor))
+        advice = (
+            "Try: lower the critic learning rate, normalise returns/values, clip the value "
+            "loss or gradients, check the reward scale."
+        )
+        if stats.finite_count >= 5 and factor >= blowup:
+            return Judgement(
+                Status.CRITICAL,
+                "%s, >= x%s: the critic diverges. %s" % (grows, fmt(blowup), advice),
+                details,
+            )
+        if rising and factor >= crit:
+            why = (
+                "in grace"
+                if grace
+                else (
+                    "the run is learning (%s), so it may track growing returns"
+                    % progress.describe()
+                    if progress.improving
+                    else "nothing else improves; CRITICAL at x%s" % fmt(blowup)
+                )
+            )
+            return Judgement(
+                Status.WARNING,
+                "%s (threshold x%s); %s. %s" % (grows, fmt(crit), why, advice),
+                details,
+            )
+        if rising and factor >= warn:
+            return Judgement(
+                Status.WARNING, "%s (threshold x%s). %s" % (grows, fmt(warn), advice), details
+            )
+        if spikes >= spike:
+            return Judgement(
+                Status.WARNING,
+                "%s spikes to %s, x%s its median level (threshold x%s). %s"
+                % (ref.tag, fmt(stats.max), fmt(spikes), fmt(spike), advice),
+                details,
+            )
+        return Judgement(
+            Status.OK, "%s: %s -> %s; no divergence." % (ref.tag, fmt(head), fmt(tail)), details
+        )
+
+    return judge_all(NAME, roles.value_loss, view, judge)
+
+
+def _explained_variance(view: View, roles: Roles, config: Config) -> List[Finding]:
+    floor = config.threshold(KEY, "explained_variance_floor")
+
+    def judge(ref: MetricRef, stats: MetricStats) -> Optional[Judgement]:
+        if stats.finite_count < 8:
+            return None
+        recent = stats.recent
+        details = {
+            "recent_mean": recent.mean,
+            "recent_max": recent.max,
+            "floor": floor,
+            "points": stats.finite_count,
+        }
+        if abs(recent.mean) < floor and recent.max < floor:
+            return Judgement(
+                Status.WARNING,
+                "%s stays near 0 (recent mean %s, max %s; floor %s): the critic predicts "
+                "nothing. Check that episodes end (always-truncated episodes), the reward "
+                "varies, and the value head learns."
+                % (ref.tag, fmt(recent.mean), fmt(recent.max), fmt(floor)),
+                details,
+            )
+        return Judgement(Status.OK, "%s: recent mean %s." % (ref.tag, fmt(recent.mean)), details)
+
+    return judge_all(NAME, roles.explained_variance, view, judge)

@@ -1,0 +1,130 @@
+"""Verdicts on real third-party runs (shared/realworld, see its MANIFEST.md); skipped when absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import numpy as np
+import pytest
+
+from tblive.findings import Status
+from tblive.stats import MetricStats
+from tblive.verdict import evaluate
+
+REALWORLD = Path(__file__).resolve().parents[1].parent / "shared" / "realworld"
+pytestmark = pytest.mark.skipif(not REALWORLD.is_dir(), reason="shared/realworld not present")
+
+MAPUSH = [
+    "mapush_openrl_mappo_cuboid",
+    "mapush_openrl_mappo_cylinder",
+    "mapush_openrl_mappo_tblock",
+]
+
+
+def verdicts(case: str):
+    from tblive.analysis import analyze
+
+    results = analyze(str(REALWORLD / case))
+    return {r.verdict.run: r.verdict for r in results if r.verdict.points}
+
+
+def statuses(case: str) -> Dict[str, Status]:
+    return {run: verdict.status for run, verdict in verdicts(case).items()}
+
+
+def checks_at(case: str, status: Status) -> List[Tuple[str, str]]:
+    return [
+        (run, f.check)
+        for run, v in verdicts(case).items()
+        for f in v.findings
+        if f.status == status
+    ]
+
+
+@pytest.mark.parametrize("case", MAPUSH)
+def test_mapush_successful_runs_not_critical(case):
+    found = statuses(case)
+    assert found and all(s == Status.WARNING for s in found.values()), found
+    entropy = [f for v in verdicts(case).values() for f in v.findings if f.check == "Entropy"]
+    assert entropy[0].status == Status.WARNING and "learning" in entropy[0].message
+
+
+@pytest.mark.parametrize(
+    "case", ["td3_carla_q_divergence_30k", "td3_carla_actor_loss_explosion_5k"]
+)
+def test_td3_failures_critical(case):
+    assert list(statuses(case).values()) == [Status.CRITICAL]
+    assert any(check == "Q-Value Divergence" for _, check in checks_at(case, Status.CRITICAL))
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "sb3_zoo_ppo_cartpole_3seeds",
+        "mappo_smac_8m_healthy",
+        "rsl_rl_legged_gym_biped",
+        "catboost_learn_test",
+    ],
+)
+def test_healthy_runs_have_no_critical(case):
+    found = statuses(case)
+    assert found and all(s < Status.CRITICAL for s in found.values()), checks_at(
+        case, Status.CRITICAL
+    )
+
+
+def test_mlagents_flat_soccer_not_ok():
+    assert list(statuses("mlagents_poca_soccer_flat").values()) == [Status.WARNING]
+
+
+@pytest.mark.parametrize(
+    "case,check",
+    [
+        ("mappo_smac_5m_vs_6m_frozen_agents", "Frozen Gradients"),
+        ("keras_tf2_overfit_train_val", "Overfitting"),
+        ("light_mappo_ratio_anomaly_empty_runs", "PPO Health"),
+        ("sb3_zoo_ppo_walker2d_3seeds", "PPO Health"),
+        ("sb3_ppo_carla_restarts_same_dir", "Value Loss"),
+    ],
+)
+def test_known_problems_warned(case, check):
+    assert check in {c for _, c in checks_at(case, Status.WARNING)}
+    assert not checks_at(case, Status.CRITICAL)
+
+
+def mapush_points(case: str) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+    """Tag -> (steps, values) via tensorboard's EventAccumulator (nested tensorboardX layout)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    series: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
+    for directory, _, files in os.walk(REALWORLD / case):
+        if not any("tfevents" in name for name in files):
+            continue
+        accumulator = EventAccumulator(directory, size_guidance={"scalars": 0})
+        accumulator.Reload()
+        for tag in accumulator.Tags()["scalars"]:
+            events = sorted(accumulator.Scalars(tag), key=lambda e: e.step)
+            series[tag] = (np.array([e.step for e in events]), np.array([e.value for e in events]))
+    return series
+
+
+@pytest.mark.parametrize("case", MAPUSH)
+def test_mapush_never_critical_at_any_prefix(case):
+    series = mapush_points(case)
+    assert "dist_entropy" in series
+    last = max(steps[-1] for steps, _ in series.values())
+    for percent in range(5, 101, 5):
+        view = {}
+        for tag, (steps, values) in series.items():
+            keep = steps <= last * percent / 100.0
+            if keep.any():
+                stats = MetricStats()
+                stats.update_many(steps[keep], values[keep])
+                view[tag] = stats
+        verdict = evaluate(case, view)
+        assert verdict.status < Status.CRITICAL, (
+            percent,
+            [f.message for f in verdict.findings if f.status == Status.CRITICAL],
+        )
