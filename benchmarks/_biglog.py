@@ -12,7 +12,9 @@ STEPS = 40_000
 
 def big_log(directory: str = "", tags: int = TAGS, steps: int = STEPS) -> str:
     """Write (once) ``tags`` x ``steps`` scalars with tensorboardX; return the run directory."""
-    directory = directory or os.path.join(tempfile.gettempdir(), "tblive-bench-%dx%d" % (tags, steps))
+    directory = directory or os.path.join(
+        tempfile.gettempdir(), "tblive-bench-%dx%d" % (tags, steps)
+    )
     done = os.path.join(directory, ".complete")
     if os.path.exists(done):
         return directory

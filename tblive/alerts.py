@@ -25,8 +25,9 @@ Contract:
   fires).
 * Run lifecycle (decided by the daemon, announced here so they share sinks and wording):
   :meth:`AlertTracker.lifecycle` with ``"stalled"`` (WARNING), ``"resumed"`` (OK, only after
-  stalled or finished) and ``"finished"`` (once per run, carrying the final verdict's status
-  if given). Repeating the same lifecycle event returns ``None``.
+  stalled or finished) and ``"finished"`` (once per run, or once more after a ``"resumed"``:
+  a restarted writer that ends again; carrying the final verdict's status if given).
+  Repeating the same lifecycle event returns ``None``.
 
 :class:`Alert` carries everything a sink needs (run, host, step, the grouped findings, the
 key metric's last values) and renders itself as plain text (``title`` and ``text``), which
@@ -326,9 +327,10 @@ class AlertTracker:
         """Announce a run lifecycle event, or ``None`` when it is not a transition.
 
         ``kind``: ``"stalled"`` (from active; status WARNING), ``"resumed"`` (from stalled or
-        finished; status OK) or ``"finished"`` (once per run; status and findings of
-        ``verdict`` if given, else OK). ``message`` is shown under the title (e.g. "no new
-        data for 30 min"). Raises ValueError for an unknown kind (a programming error).
+        finished; status OK) or ``"finished"`` (once per run, again after ``"resumed"``;
+        status and findings of ``verdict`` if given, else OK). ``message`` is shown under the
+        title (e.g. "no new data for 30 min"). Raises ValueError for an unknown kind (a
+        programming error).
         """
         if kind not in LIFECYCLE_KINDS:
             raise ValueError(
@@ -344,6 +346,7 @@ class AlertTracker:
             if state.lifecycle == "active":
                 return None
             state.lifecycle = "active"
+            state.finished_announced = False  # a resumed run may finish (again) later
             status = Status.OK
         else:
             if state.finished_announced:

@@ -212,42 +212,62 @@ def build_parser() -> argparse.ArgumentParser:
     watch = sub.add_parser("watch", help="tail a log directory and alert while training runs")
     watch.add_argument("logdir", help="run directory or results tree; may not exist yet")
     watch.add_argument(
-        "--interval", type=float, default=60.0, metavar="SECONDS",
+        "--interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
         help="re-judge every run this often (default 60; sooner when a run's data grew a lot)",
     )
     watch.add_argument(
-        "--poll", type=float, nargs="?", const=5.0, default=None, metavar="SECONDS",
+        "--poll",
+        type=float,
+        nargs="?",
+        const=5.0,
+        default=None,
+        metavar="SECONDS",
         help="poll the files instead of inotify (NFS/CIFS/GPFS/Lustre: inotify misses writes "
         "made by other hosts); default every 5 s",
     )
-    watch.add_argument("--slack-webhook", metavar="URL", help="incoming webhook (or SLACK_WEBHOOK_URL)")
+    watch.add_argument(
+        "--slack-webhook", metavar="URL", help="incoming webhook (or SLACK_WEBHOOK_URL)"
+    )
     watch.add_argument(
         "--slack-channel", metavar="CHANNEL", help="channel for the bot token in SLACK_BOT_TOKEN"
     )
     watch.add_argument(
-        "--slack-base-url", metavar="URL",
+        "--slack-base-url",
+        metavar="URL",
         help="alternative Slack API base URL (Slack-compatible servers, tests)",
     )
     watch.add_argument(
-        "--on-critical", metavar="COMMAND",
+        "--on-critical",
+        metavar="COMMAND",
         help="shell command run on each CRITICAL alert (TBLIVE_RUN, TBLIVE_CHECK, ... in its env)",
     )
     watch.add_argument("--events-log", metavar="FILE", help="append every alert as a JSON line")
     watch.add_argument(
-        "--final-report", metavar="FILE",
+        "--final-report",
+        metavar="FILE",
         help="write the final JSON report here when a run finishes or on shutdown",
     )
     watch.add_argument(
-        "--cooldown", type=float, default=3600.0, metavar="SECONDS",
+        "--cooldown",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
         help="repeat an unchanged problem after this long (default 3600)",
     )
     watch.add_argument(
-        "--stall-after", type=float, default=None, metavar="SECONDS",
+        "--stall-after",
+        type=float,
+        default=None,
+        metavar="SECONDS",
         help="call a run stalled after this long without data "
         "(default: 10x its median gap between points, at least 600)",
     )
     watch.add_argument(
-        "--exit-when-finished", action="store_true",
+        "--exit-when-finished",
+        action="store_true",
         help="exit once every run has finished (its writer closed and nothing more came)",
     )
     _common(watch)
@@ -277,4 +297,3 @@ def _entry() -> None:  # pragma: no cover
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-

@@ -89,14 +89,18 @@ def compare_table(results: Sequence[RunResult], colour: bool = False) -> str:
     runs = data["runs"]
     names = [run["name"] for run in runs]
     rows: List[Tuple[str, List[str]]] = []
-    rows.append(("status", ["%s %s" % (STATUS_EMOJI[Status[r["status"]]], r["status"]) for r in runs]))
+    rows.append(
+        ("status", ["%s %s" % (STATUS_EMOJI[Status[r["status"]]], r["status"]) for r in runs])
+    )
     rows.append(("steps", [str(r["total_steps"]) for r in runs]))
     for label, _, better in KEY_ROLES:
         if not any(label in r["metrics"] for r in runs):
             continue
         tags = {r["metrics"][label]["tag"] for r in runs if label in r["metrics"]}
         title = label if len(tags) != 1 else "%s (%s)" % (label, next(iter(tags)))
-        rows.append((title + " final", [_cell(r["metrics"].get(label, {}).get("final")) for r in runs]))
+        rows.append(
+            (title + " final", [_cell(r["metrics"].get(label, {}).get("final")) for r in runs])
+        )
         if better is not None:
             rows.append(("  best", [_cell(r["metrics"].get(label, {}).get("best")) for r in runs]))
         rows.append(("  trend", [_cell(r["metrics"].get(label, {}).get("trend")) for r in runs]))
@@ -106,7 +110,9 @@ def compare_table(results: Sequence[RunResult], colour: bool = False) -> str:
     first_width = max(len(title) for title, _ in rows)
     widths = [max(len(name), *(len(cells[i]) for _, cells in rows)) for i, name in enumerate(names)]
     lines = ["COMPARISON OF %d RUNS" % len(runs), "=" * 80]
-    lines.append("  ".join([" " * first_width] + [n.ljust(w) for n, w in zip(names, widths)]).rstrip())
+    lines.append(
+        "  ".join([" " * first_width] + [n.ljust(w) for n, w in zip(names, widths)]).rstrip()
+    )
     for title, cells in rows:
         rendered = []
         for cell, width in zip(cells, widths):

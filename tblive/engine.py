@@ -99,7 +99,9 @@ class AlertEngine:
     ) -> None:
         self.config = config or Config.default()
         self.tracker = AlertTracker(policy, host)
-        self.dispatcher = AlertDispatcher(sinks if sinks is not None else build_sinks(SinkSettings()))
+        self.dispatcher = AlertDispatcher(
+            sinks if sinks is not None else build_sinks(SinkSettings())
+        )
         self.verdicts: Dict[str, Verdict] = {}
         self.errors = 0
 

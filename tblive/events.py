@@ -96,7 +96,9 @@ def _varints(raw: np.ndarray, index: np.ndarray, max_bytes: int) -> Tuple[np.nda
     last = raw.shape[0] - 1
     for k in range(max_bytes):
         byte = raw[np.minimum(index + k, last)]
-        values |= np.where(pending, (byte & 0x7F).astype(np.uint64), np.uint64(0)) << np.uint64(7 * k)
+        values |= np.where(pending, (byte & 0x7F).astype(np.uint64), np.uint64(0)) << np.uint64(
+            7 * k
+        )
         ends_here = pending & (byte < 0x80)
         size[ends_here] = k + 1
         pending &= ~ends_here
@@ -260,7 +262,9 @@ class EventDecoder:
         tags = []
         for index in first:
             start = int(tag_start[index])
-            tags.append(raw[start : start + int(tag_len[index])].tobytes().decode("utf-8", "replace"))
+            tags.append(
+                raw[start : start + int(tag_len[index])].tobytes().decode("utf-8", "replace")
+            )
         return tags, inverse.astype(np.int32)
 
     # -- the protobuf path --------------------------------------------------------------
@@ -297,9 +301,7 @@ class EventDecoder:
             values = np.concatenate([values, np.array(extra_values, np.float64)])[permutation]
         else:
             order = fast_index
-        restarts = [
-            (int(np.searchsorted(order, record)), step) for record, step in restart_records
-        ]
+        restarts = [(int(np.searchsorted(order, record)), step) for record, step in restart_records]
         return ScalarBatch(tags, tag_ids, steps, walls, values, restarts)
 
     def _decode_record(self, block: RecordBlock, record: int):

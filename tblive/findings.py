@@ -25,15 +25,21 @@ class Status(enum.IntEnum):
         return self.name
 
     @classmethod
-    def parse(cls, text: str) -> "Status":
+    def parse(cls, text: str) -> Status:
         """``"warning"`` / ``"WARNING"`` -> ``Status.WARNING``; raises ValueError otherwise."""
         try:
             return cls[text.strip().upper()]
         except KeyError:
-            raise ValueError("unknown status %r (expected ok, warning or critical)" % text) from None
+            raise ValueError(
+                "unknown status %r (expected ok, warning or critical)" % text
+            ) from None
 
 
-STATUS_EMOJI = {Status.OK: "\U0001f7e2", Status.WARNING: "\U0001f7e1", Status.CRITICAL: "\U0001f534"}
+STATUS_EMOJI = {
+    Status.OK: "\U0001f7e2",
+    Status.WARNING: "\U0001f7e1",
+    Status.CRITICAL: "\U0001f534",
+}
 
 
 @dataclass(frozen=True)

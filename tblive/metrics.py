@@ -273,7 +273,7 @@ class Grace:
     orders of magnitude) are CRITICAL regardless.
     """
 
-    min_points: int = 50
+    min_points: int = 25
     fraction: float = 0.1
     expected_steps: int = 0
     min_steps: int = 0

@@ -54,7 +54,9 @@ def byte_windows(raw: np.ndarray, width: int) -> np.ndarray:
     rows = max(raw.shape[0] - width + 1, 1)
     if raw.shape[0] < width:
         raw = np.concatenate([raw, np.zeros(width - raw.shape[0], np.uint8)])
-    return np.lib.stride_tricks.as_strided(raw, shape=(rows, width), strides=(1, 1), writeable=False)
+    return np.lib.stride_tricks.as_strided(
+        raw, shape=(rows, width), strides=(1, 1), writeable=False
+    )
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,11 @@ class RecordBlock:
     base: int
     starts: np.ndarray
     lengths: np.ndarray
+    end: int = -1  # end of the last framed payload in ``data`` (set when records were dropped)
+
+    def __post_init__(self) -> None:
+        if self.end < 0 and len(self):
+            self.end = int(self.starts[-1]) + int(self.lengths[-1])
 
     def __len__(self) -> int:
         return int(self.starts.shape[0])
@@ -144,7 +151,9 @@ class RecordFile:
         if size is None:
             return
         if size < self.offset:
-            self._issue(self.offset, "file shrank to %d bytes; reading it again from the start" % size)
+            self._issue(
+                self.offset, "file shrank to %d bytes; reading it again from the start" % size
+            )
             self.offset = 0
         try:
             handle = open(self.path, "rb")
@@ -160,9 +169,10 @@ class RecordFile:
                     logger.debug("cannot read %s: %s", self.path, error)
                     return
                 block, needed = self._frame(data, at_eof=self.offset + len(data) >= size)
-                if block is not None and len(block):
-                    self.offset = block.base + int(block.starts[-1]) + int(block.lengths[-1]) + FOOTER_SIZE
-                    yield block
+                if block is not None and block.end >= 0:
+                    self.offset = block.base + block.end + FOOTER_SIZE
+                    if len(block):
+                        yield block
                     continue
                 if needed and self.offset + needed <= size:
                     # one record larger than the block: read exactly that record
@@ -173,9 +183,10 @@ class RecordFile:
                         logger.debug("cannot read %s: %s", self.path, error)
                         return
                     block, _ = self._frame(data, at_eof=True)
-                    if block is not None and len(block):
+                    if block is not None and block.end >= 0:
                         self.offset += needed
-                        yield block
+                        if len(block):
+                            yield block
                         continue
                 return  # partial record at the end: wait for the writer
 
@@ -214,6 +225,8 @@ class RecordFile:
                     if stop <= last:
                         break  # the next record is incomplete
                     continue
+                if position == 0:
+                    return None, int(cand_next[index])  # one record larger than the block
                 break
             # slow path: one record by hand
             length, length_crc = struct.unpack_from("<QI", data, position)
@@ -238,7 +251,27 @@ class RecordFile:
             return None, 0
         all_starts = np.concatenate(starts) if len(starts) > 1 else starts[0]
         all_lengths = np.concatenate(lengths) if len(lengths) > 1 else lengths[0]
-        return RecordBlock(self.path, data, self.offset, all_starts, all_lengths), 0
+        block = RecordBlock(self.path, data, self.offset, all_starts, all_lengths)
+        if self.verify_payload:
+            block = self._drop_corrupt(block)
+        return block, 0
+
+    def _drop_corrupt(self, block: RecordBlock) -> RecordBlock:
+        """Check every payload CRC; report and drop the records that fail it."""
+        good = np.ones(len(block), dtype=bool)
+        for index in range(len(block)):
+            if not block.payload_crc_ok(index):
+                good[index] = False
+                self._issue(
+                    block.file_offset(index), "corrupted record (payload crc mismatch); skipped"
+                )
+        if good.all():
+            return block
+        # keep the offset bookkeeping: the block still ends after its last framed record
+        end = int(block.starts[-1]) + int(block.lengths[-1])
+        return RecordBlock(
+            block.path, block.data, block.base, block.starts[good], block.lengths[good], end
+        )
 
     def _candidates(self, data: bytes):
         """Positions in ``data`` that look like record headers, and how far each chain runs.

@@ -141,16 +141,28 @@ def render_text(
     total_steps = max((r.verdict.total_steps for r in results), default=0)
     lines.append("Runs Found: %d" % len(results))
     lines.append("Total Steps: %d (longest run)" % total_steps)
-    lines += ["", "SUMMARY", THIN, _paint(overall_summary(results), overall_status(results), colour)]
+    lines += [
+        "",
+        "SUMMARY",
+        THIN,
+        _paint(overall_summary(results), overall_status(results), colour),
+    ]
     lines += ["", "RUNS", THIN]
     width = min(max(len(r.name) for r in results), 60)
     for result in sorted(results, key=lambda r: (-int(r.verdict.status), r.name)):
         status = result.verdict.status
         label = _paint("%s %-8s" % (STATUS_EMOJI[status], status.name), status, colour)
-        worst = [f.check for f in _ordered(result.verdict.findings) if f.status == status and status]
+        worst = [
+            f.check for f in _ordered(result.verdict.findings) if f.status == status and status
+        ]
         lines.append(
             "%s  %s  %8d steps  %s"
-            % (label, result.name[:width].ljust(width), result.verdict.total_steps, ", ".join(worst))
+            % (
+                label,
+                result.name[:width].ljust(width),
+                result.verdict.total_steps,
+                ", ".join(worst),
+            )
         )
     lines.append("")
     for result in results:

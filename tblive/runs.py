@@ -181,9 +181,7 @@ def discover_runs(logdir: str) -> List[RunLayout]:
     for top in tops:
         if top in grouped:
             continue
-        sources = tuple(
-            SourceLayout(d, _relpath(d, top), "") for d in members[top]
-        )
+        sources = tuple(SourceLayout(d, _relpath(d, top), "") for d in members[top])
         layouts.append(RunLayout(_run_name(top, logdir), top, sources))
     for parent, splits in split_groups.items():
         sources_list = []
@@ -379,13 +377,9 @@ class Run:
             ]
         for tag_id, index in groups:
             name = source.name_of(batch.tags[tag_id])
-            self._append(
-                name, batch.steps[index], batch.values[index], batch.wall_times[index]
-            )
+            self._append(name, batch.steps[index], batch.values[index], batch.wall_times[index])
 
-    def _append(
-        self, name: str, steps: np.ndarray, values: np.ndarray, walls: np.ndarray
-    ) -> None:
+    def _append(self, name: str, steps: np.ndarray, values: np.ndarray, walls: np.ndarray) -> None:
         """Append one series' points in order; a step not after the last rewinds first."""
         sink = self._sink(name)
         last = self.last_step.get(name)
@@ -425,7 +419,9 @@ class Run:
         for key, rows in content.items():
             name = self._summary_series(str(key))
             if name is None:
-                logger.warning("%s: key %r does not belong to run %s; ignored", path, key, self.name)
+                logger.warning(
+                    "%s: key %r does not belong to run %s; ignored", path, key, self.name
+                )
                 continue
             try:
                 table = np.asarray(rows, dtype=np.float64).reshape(-1, 3)
@@ -446,7 +442,9 @@ class Run:
     def _summary_series(self, key: str) -> Optional[str]:
         """Map a summary.json key (a path on the training machine, or a plain tag) to a series."""
         normalized = key.replace("\\", "/")
-        looks_like_path = normalized.startswith("/") or (len(normalized) > 2 and normalized[1] == ":")
+        looks_like_path = normalized.startswith("/") or (
+            len(normalized) > 2 and normalized[1] == ":"
+        )
         if not looks_like_path:
             return normalized
         parts = [p for p in normalized.split("/") if p]
@@ -489,9 +487,7 @@ def _name_from_relpath(relpath: str, prefix: str) -> str:
 class LogDir:
     """All runs under a directory, re-discovered on ``rescan()`` (new runs, new nested folders)."""
 
-    def __init__(
-        self, path: str, sink_factory: SinkFactory, verify_payload: bool = False
-    ) -> None:
+    def __init__(self, path: str, sink_factory: SinkFactory, verify_payload: bool = False) -> None:
         self.path = path
         self._sink_factory = sink_factory
         self._verify_payload = verify_payload
@@ -510,7 +506,11 @@ class LogDir:
                 added.append(run)
             else:
                 run.update_layout(layout)
-        gone = [name for name in self.runs if name not in seen and not os.path.isdir(self.runs[name].path)]
+        gone = [
+            name
+            for name in self.runs
+            if name not in seen and not os.path.isdir(self.runs[name].path)
+        ]
         for name in gone:
             del self.runs[name]
         return added, gone

@@ -64,7 +64,9 @@ def tensor_event(
     value = summary_pb2.Summary.Value(tag=tag, tensor=tensor)
     if with_metadata:
         value.metadata.CopyFrom(scalars_metadata())
-    return event_pb2.Event(wall_time=wall_time, step=step, summary=summary_pb2.Summary(value=[value]))
+    return event_pb2.Event(
+        wall_time=wall_time, step=step, summary=summary_pb2.Summary(value=[value])
+    )
 
 
 def rank0(dtype: int, **fields) -> tensor_pb2.TensorProto:

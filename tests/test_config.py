@@ -15,7 +15,7 @@ def write(tmp_path, text):
 
 def test_defaults_without_file():
     config = Config.default()
-    assert config.grace.min_points == 50
+    assert config.grace.min_points == 25
     assert config.threshold("entropy", "rise") == 0.1
     assert config.disabled == []
 

@@ -9,7 +9,7 @@ Success logged in percent (max > 1) is scaled to [0, 1].
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 
@@ -42,7 +42,7 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
     drop = config.threshold(KEY, "drop")
     reward_min = config.threshold("reward", "min_change")
 
-    def judge(ref: MetricRef, stats: MetricStats) -> Judgement:
+    def judge(ref: MetricRef, stats: MetricStats) -> Optional[Judgement]:
         if stats.finite_count == 0:
             return None
         scale = success_scale(stats)
