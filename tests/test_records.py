@@ -144,6 +144,26 @@ def test_payload_crc_is_verified_when_asked(tmp_path: Path, caplog) -> None:
     assert str(path) in caplog.text
 
 
+@pytest.mark.parametrize("which", [0, 2])
+@pytest.mark.parametrize("count", [1, 3])
+def test_verified_corrupt_first_or_last_record_is_reported_once(
+    tmp_path: Path, which: int, count: int
+) -> None:
+    """Found by the property test below: a block whose last (or only) record is dropped."""
+    payloads = [b"one", b"two", b"three"][:count]
+    which = min(which, count - 1)
+    data = bytearray(frame(payloads))
+    offset = record_offsets(bytes(data))[which][0]
+    data[offset + 12 + len(payloads[which])] ^= 0x01  # the payload CRC itself
+    path = tmp_path / "events.out.tfevents.1"
+    path.write_bytes(bytes(data))
+    record_file = RecordFile(str(path), verify_payload=True)
+    assert payloads_of(record_file) == payloads[:which] + payloads[which + 1 :]
+    assert payloads_of(record_file) == []
+    assert [i.offset for i in record_file.issues] == [offset]
+    assert record_file.offset == len(data)
+
+
 def test_payload_crc_is_checkable_per_record(tmp_path: Path) -> None:
     data = bytearray(frame([b"one", b"two"]))
     second = record_offsets(bytes(data))[1][0]
