@@ -92,6 +92,8 @@ class Verdict:
     @property
     def summary(self) -> str:
         """One sentence, as the original analyzer phrased it."""
+        if self.points == 0 and not self.findings:
+            return "NO DATA: no scalar points yet (empty or header-only event files)."
         critical = self.count(Status.CRITICAL)
         warning = self.count(Status.WARNING)
         if critical:

@@ -249,7 +249,6 @@ class Monitor:
         # hot path state (training thread)
         self._queue: Deque[Point] = deque(maxlen=max(int(queue_limit), 1000))
         self._auto_steps: Dict[str, int] = {}
-        self._group_names: Dict[Tuple[str, str, bool], str] = {}
         self._bad_values = 0
         self._bad_tags: set = set()
         self._hot_errors = 0
@@ -283,7 +282,9 @@ class Monitor:
     def log(
         self, step: Any, values: Mapping[str, Any], wall_time: Optional[float] = None
     ) -> None:
-        """Record ``{series: value}`` at ``step``; microseconds, never raises."""
+        """Record ``{series: value}`` at ``step``; microseconds, never raises (ignored after close)."""
+        if self._closed:
+            return
         try:
             wall = _now() if wall_time is None else float(wall_time)
             if type(step) is not int:
@@ -305,6 +306,8 @@ class Monitor:
         wall_time: Optional[float] = None,
     ) -> None:
         """Record one value; ``step=None`` uses the series' own counter (0, 1, 2, ...)."""
+        if self._closed:
+            return
         try:
             if step is None:
                 step = self._auto_steps.get(tag, -1) + 1
@@ -322,25 +325,46 @@ class Monitor:
 
     def _log_group(
         self,
+        names: Dict[str, Dict[str, str]],
         main_tag: str,
         values: Mapping[str, Any],
         step: Optional[Any],
         wall_time: Optional[float],
         torch_layout: bool,
     ) -> None:
-        """``add_scalars`` semantics: one wall time, series named as the reader names them."""
+        """``add_scalars`` semantics: one wall time, series named as the reader names them.
+
+        ``names`` is the attached writer's cache main_tag -> key -> series name.
+        """
+        if self._closed:
+            return
         try:
             wall = _now() if wall_time is None else wall_time
-            names = self._group_names
+            if step is not None and type(step) is not int:
+                step = int(step)
+            known = names.get(main_tag)
+            if known is None:
+                known = names[main_tag] = {}
+            push = self._queue.append
             for key, value in values.items():
-                name = names.get((main_tag, key, torch_layout))
+                name = known.get(key)
                 if name is None:
                     if torch_layout:
                         folder = main_tag.replace("/", "_") + "_" + key
                     else:
                         folder = main_tag + "/" + key
-                    name = names[(main_tag, key, torch_layout)] = series_name(folder, main_tag)
-                self.log_scalar(name, value, step, wall)
+                    name = known[key] = series_name(folder, main_tag)
+                try:
+                    converted = value if type(value) is float else to_float(value)
+                except Exception:
+                    self._bad_value(name, value)
+                    continue
+                if step is None:
+                    point_step = self._auto_steps.get(name, -1) + 1
+                    self._auto_steps[name] = point_step
+                    push((name, point_step, converted, wall))
+                else:
+                    push((name, step, converted, wall))
         except Exception:
             self._hot_error()
 
@@ -382,6 +406,7 @@ class Monitor:
         if owner is not None:
             raise ValueError("this writer is already attached to another tblive Monitor")
         torch_layout = _is_torch_writer(writer)
+        names: Dict[str, Dict[str, str]] = {}
         original_scalar = writer.add_scalar
         original_scalars = getattr(writer, "add_scalars", None)
         monitor = self
@@ -395,7 +420,9 @@ class Monitor:
             result = original_scalars(
                 main_tag, tag_scalar_dict, global_step, walltime, *args, **kw
             )
-            monitor._log_group(main_tag, tag_scalar_dict, global_step, walltime, torch_layout)
+            monitor._log_group(
+                names, main_tag, tag_scalar_dict, global_step, walltime, torch_layout
+            )
             return result
 
         add_scalar.__doc__ = getattr(original_scalar, "__doc__", None)

@@ -8,7 +8,7 @@ README.md ("JSON report").
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from tblive import __version__
 from tblive.analysis import RunResult
@@ -30,6 +30,10 @@ def _paint(text: str, status: Status, colour: bool) -> str:
 def _ordered(findings: Sequence[Finding]) -> List[Finding]:
     """Worst first, keeping the checks' own order within a status."""
     return sorted(findings, key=lambda f: -int(f.status))
+
+
+def _unique(items: Iterable[str]) -> List[str]:
+    return list(dict.fromkeys(items))
 
 
 def overall_status(results: Sequence[RunResult]) -> Status:
@@ -120,6 +124,8 @@ def _run_section(result: RunResult, verbose: bool, colour: bool, header: bool) -
     if verdict.findings:
         for finding in _ordered(verdict.findings):
             lines.extend(_finding_lines(finding, colour))
+    elif not verdict.points:
+        lines.append("Nothing to judge yet.")
     else:
         lines.append("No check applies: none of the logged metrics is one tblive knows.")
     if verbose and result.stats:
@@ -152,9 +158,9 @@ def render_text(
     for result in sorted(results, key=lambda r: (-int(r.verdict.status), r.name)):
         status = result.verdict.status
         label = _paint("%s %-8s" % (STATUS_EMOJI[status], status.name), status, colour)
-        worst = [
-            f.check for f in _ordered(result.verdict.findings) if f.status == status and status
-        ]
+        worst = _unique(f.check for f in _ordered(result.verdict.findings) if f.status == status)
+        if not status:
+            worst = [] if result.verdict.points else ["no scalar data"]
         lines.append(
             "%s  %s  %8d steps  %s"
             % (

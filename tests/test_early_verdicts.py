@@ -8,6 +8,7 @@ be CRITICAL at any prefix; the original failure pattern must be CRITICAL by 30% 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import List
 
@@ -23,7 +24,7 @@ from tblive.runs import LogDir, load_points
 def statuses_while_writing(logdir: Path, rows, checkpoints: int) -> List[Status]:
     """Write ``rows`` through tensorboardX; judge after each of ``checkpoints`` equal chunks."""
     rows = list(rows)
-    writer = SummaryWriter(str(logdir), flush_secs=3600)
+    writer = SummaryWriter(str(logdir), flush_secs=0.05)  # flush() does not drain its queue
     tree = LogDir(str(logdir), new_stats)
     statuses = []
     written = 0
@@ -33,8 +34,16 @@ def statuses_while_writing(logdir: Path, rows, checkpoints: int) -> List[Status]
             write_row(writer, row)
         written = upto
         writer.flush()
-        tree.rescan()  # HARL's nested add_scalars folders appear mid-run
-        tree.poll()
+        expected = sum(len(plain) + len(grouped) for _, _, plain, grouped in rows[:upto])
+        deadline = time.monotonic() + 10.0
+        while True:  # tensorboardX writes on its own thread: wait until it has
+            tree.rescan()  # HARL's nested add_scalars folders appear mid-run
+            tree.poll()
+            points = sum(run.points for run in tree.runs.values())
+            if points >= expected or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        assert points == expected
         (run,) = tree.runs.values()
         statuses.append(judge(run).verdict.status)
     writer.close()

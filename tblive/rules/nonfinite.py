@@ -17,6 +17,8 @@ NAME = "Non-finite Values"
 
 
 def check(view: View, roles: Roles, config: Config) -> List[Finding]:
+    if not any(stats.count for stats in view.values()):
+        return []  # nothing logged yet: nothing to say
     bad = []
     for tag in sorted(view):
         stats = view[tag]
