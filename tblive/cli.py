@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 from tblive import __version__
 

@@ -209,6 +209,9 @@ DEFAULT_THRESHOLDS: Dict[str, Dict[str, float]] = {
         # tail / head factor of a rising norm: WARNING / CRITICAL (after grace)
         "explode_warning": 10.0,
         "explode_critical": 100.0,
+        # the smallest head the factor is taken against: a norm that starts near 0 (no reward
+        # yet, so nothing to fit) and then settles at a normal level has not exploded
+        "floor": 0.01,
         # factor that is CRITICAL even in grace (numerical blow-up)
         "blowup": 1000.0,
         # max history level / median level that counts as a spike (WARNING)
@@ -247,7 +250,7 @@ DEFAULT_THRESHOLDS: Dict[str, Dict[str, float]] = {
     },
     "q_value": {
         # |tail| / max(|early level|, 1) growth: WARNING, or CRITICAL after grace when nothing
-        # improves; CRITICAL regardless at growth_critical
+        # improves; at growth_critical CRITICAL unless the run is learning (Q tracks returns)
         "growth_warning": 100.0,
         "growth_critical": 1000.0,
         # |tail| beyond this is CRITICAL on its own

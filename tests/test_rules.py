@@ -286,6 +286,36 @@ CASES = [
         {"train_loss": ramp(0.6, 0.3, 0.005), "val_loss": ramp(0.6, 0.31, 0.005)},
         Status.OK,
     ),
+    # Sparse reward: nothing to fit at first, so critic norms and losses start near 0 and settle
+    # at a normal level once rewards arrive. That is not an explosion nor a divergence.
+    (
+        "sparse-start-grad-norm",
+        "Gradient Norms",
+        {"critic_grad_norm": np.r_[flat(1e-4, 1e-5, 40), flat(0.5, 0.05, 160)]},
+        Status.WARNING,
+    ),
+    (
+        "sparse-start-value-loss",
+        "Value Loss",
+        {"critic/value_loss": np.r_[flat(1e-5, 1e-6, 40), flat(0.3, 0.03, 160)]},
+        Status.WARNING,
+    ),
+    (
+        "value-loss-exponential-blowup",
+        "Value Loss",
+        {"critic/value_loss": np.r_[flat(0.5, 0.02, 150), 0.5 * np.exp(np.linspace(0, 12, 50))]},
+        Status.CRITICAL,
+    ),
+    # TD3/SAC critics track the return: Q growing 1 -> 2000 while the return improves is healthy.
+    (
+        "q-tracks-improving-return",
+        "Q-Value Divergence",
+        {
+            "train/q1_mean": ramp(1.0, 2000.0, 5.0),
+            "charts/episodic_return": ramp(-100.0, 3000.0, 50.0),
+        },
+        Status.WARNING,
+    ),
 ]
 
 

@@ -1,6 +1,7 @@
 """Gradient Norms: exploding or vanishing gradients (actor, critic or any ``*grad_norm*``).
 
-With factor = tail / head of the norm:
+With factor = tail / max(head, ``floor``) of the norm (a norm that starts near zero because
+there is no reward to fit yet, then settles at a normal level, has not exploded):
 * factor >= ``blowup`` (at least 5 points): CRITICAL even in grace;
 * factor >= ``explode_critical`` with a significant rise, after grace: CRITICAL;
 * factor >= ``explode_warning`` with a significant rise: WARNING;
@@ -40,6 +41,7 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
     warn = config.threshold(KEY, "explode_warning")
     crit = config.threshold(KEY, "explode_critical")
     blowup = config.threshold(KEY, "blowup")
+    floor = config.threshold(KEY, "floor")
     spike = config.threshold(KEY, "spike")
     vanish = config.threshold(KEY, "vanish_factor")
     frozen = config.threshold("frozen_gradients", "zero_share_warning")
@@ -62,7 +64,7 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
                 details,
             )
         head, tail = abs(stats.head_value()), abs(stats.tail_value())
-        factor = tail / max(head, 1e-12)
+        factor = tail / max(head, floor, 1e-12)
         trend = stats.trend("all")
         rising = trend.significant and trend.change > 0
         spikes = spike_factor(stats)
@@ -70,6 +72,7 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
         details.update(
             {
                 "factor": factor,
+                "floor": floor,
                 "explode_warning": warn,
                 "explode_critical": crit,
                 "blowup": blowup,

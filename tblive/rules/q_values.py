@@ -1,8 +1,9 @@
 """Q-Value Divergence: TD3/SAC critics whose Q estimates (or the actor loss, = -Q) explode.
 
 With growth = |tail| / max(|early level|, 1) (early level: first ~2% of points, at least 3):
-* |tail| >= ``abs_critical``, or growth >= ``growth_critical`` (at least 5 points): CRITICAL,
-  even in grace (a blow-up is not a slow trend);
+* |tail| >= ``abs_critical``: CRITICAL, even in grace (a blow-up is not a slow trend);
+* growth >= ``growth_critical`` (at least 5 points) while nothing improves: CRITICAL, even in
+  grace; while the run learns, Q may track growing returns, so it is judged like the next case;
 * growth >= ``growth_warning`` with a significant rise of |value|: CRITICAL after grace when
   nothing improves (reward, success, components), WARNING otherwise.
 """
@@ -70,7 +71,8 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
             fmt(tail),
             fmt(growth),
         )
-        if abs(tail) >= absolute or (stats.finite_count >= 5 and growth >= crit):
+        blown = stats.finite_count >= 5 and growth >= crit and not progress.improving
+        if abs(tail) >= absolute or blown:
             return Judgement(
                 Status.CRITICAL,
                 "%s, threshold x%s or |x| >= %s): the critic diverges. %s"

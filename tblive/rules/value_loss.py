@@ -1,7 +1,8 @@
 """Value Loss: a diverging critic (and a critic that explains nothing).
 
 Per value-loss tag (also TD3/SAC ``critic_loss``), with factor = tail / head:
-* factor >= ``grad_norm.blowup`` (1000x, at least 5 points): CRITICAL, even in grace;
+* factor >= ``grad_norm.blowup`` (1000x, at least 5 points) while the tail is still 10x the
+  run's median level: CRITICAL, even in grace;
 * factor >= ``rise_warning`` (or ``rise_critical``, said louder) with a significant rise:
   WARNING -- value loss also grows with the return scale and from tiny starting levels, so
   growth short of a blow-up alone never kills a run;
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 from typing import List, Optional
 
+import numpy as np
+
 from tblive.findings import Finding, Status
 from tblive.metrics import Config, MetricRef, Roles
 from tblive.rules._common import (
@@ -23,6 +26,7 @@ from tblive.rules._common import (
     in_grace,
     judge_all,
     learning_progress,
+    levels,
     spike_factor,
     trend_details,
 )
@@ -75,7 +79,11 @@ def _value_loss(view: View, roles: Roles, config: Config) -> List[Finding]:
             "Try: lower the critic learning rate, normalise returns/values, clip the value "
             "loss or gradients, check the reward scale."
         )
-        if stats.finite_count >= 5 and factor >= blowup:
+        typical = float(np.median(np.abs(levels(stats))))
+        details["median_level"] = typical
+        # a blow-up is still climbing far above the run's own typical level; a loss that
+        # started near 0 (no reward seen yet) and settled at a normal level is not one
+        if stats.finite_count >= 5 and factor >= blowup and tail >= 10.0 * typical:
             return Judgement(
                 Status.CRITICAL,
                 "%s, >= x%s: the critic diverges. %s" % (grows, fmt(blowup), advice),
