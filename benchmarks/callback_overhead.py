@@ -67,21 +67,58 @@ def compare(name: str, make_writer: Callable[[str], Any], loop: Callable, args: 
         loop(plain, warm, tags)()
         loop(attached, warm, tags)()
         times: Dict[str, List[float]] = {"plain": [], "attached": []}
-        for _ in range(args.repeats):
-            for label, writer in (("plain", plain), ("attached", attached)):
+        for repeat in range(args.repeats):
+            order = [("plain", plain), ("attached", attached)]
+            for label, writer in order if repeat % 2 else order[::-1]:
                 times[label].append(per_item_us(loop(writer, args.scalars, tags), args.scalars))
         monitor.close(timeout=2.0)
         plain.close()
         attached.close()
     plain_us = statistics.median(times["plain"])
     attached_us = statistics.median(times["attached"])
+    paired = [a - p for a, p in zip(times["attached"], times["plain"])]
     return {
         "name": name,
         "plain": plain_us,
         "attached": attached_us,
-        "added": attached_us - plain_us,
+        "added": statistics.median(paired),
         "ratio": attached_us / plain_us,
     }
+
+
+class NullWriter:
+    """A writer that writes nothing: isolates what the wrappers themselves add."""
+
+    def add_scalar(
+        self, tag: str, value: Any, global_step: Any = None, walltime: Any = None
+    ) -> None:
+        return None
+
+    def add_scalars(
+        self, main_tag: str, values: Any, global_step: Any = None, walltime: Any = None
+    ) -> None:
+        return None
+
+    def get_logdir(self) -> str:
+        return "null"
+
+
+def wrapper_alone(args: Any) -> Dict[str, float]:
+    """Wrapped minus unwrapped cost on a writer that does nothing (training thread only)."""
+    tags = ["agent%d/metric%d" % (a, m) for a in range(2) for m in range(5)]
+    plain, wrapped = NullWriter(), NullWriter()
+    monitor = Monitor("bench", sinks=[], report_path=None, start=False)
+    monitor.attach(wrapped)
+    result = {}
+    for name, loop in (("add_scalar", scalar_loop), ("add_scalars", scalars_loop)):
+        paired = []
+        for _ in range(args.repeats):
+            base = per_item_us(loop(plain, args.scalars, tags), args.scalars)
+            paired.append(per_item_us(loop(wrapped, args.scalars, tags), args.scalars) - base)
+            monitor._drain()
+        result[name] = statistics.median(paired)
+    monitor.close(timeout=1.0)
+    return result
 
 
 def monitor_alone(args: Any) -> Dict[str, float]:
@@ -118,8 +155,8 @@ def monitor_alone(args: Any) -> Dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scalars", type=int, default=20000, help="scalars per repeat")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--scalars", type=int, default=5000, help="scalars per repeat")
+    parser.add_argument("--repeats", type=int, default=21)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -139,19 +176,28 @@ def main() -> None:
         "cost per logged scalar, median of %d repeats x %d scalars (us)"
         % (args.repeats, args.scalars)
     )
-    print("%-34s %9s %9s %9s %7s" % ("", "plain", "+tblive", "added", "ratio"))
+    print("%-34s %9s %9s %9s %7s" % ("", "plain", "+tblive", "added*", "ratio"))
     for row in rows:
         print(
             "%-34s %9.2f %9.2f %9.2f %6.2fx"
             % (row["name"], row["plain"], row["attached"], row["added"], row["ratio"])
         )
+    print("* median of paired (interleaved) differences; the plain cost itself varies by tens of")
+    print("  percent on a busy machine, so this column is noisy -- the rows below isolate tblive.")
+    wrappers = wrapper_alone(args)
     alone = monitor_alone(args)
     print()
+    print("wrapper alone (do-nothing writer), add_scalar:  %6.3f us" % wrappers["add_scalar"])
+    print("wrapper alone (do-nothing writer), add_scalars: %6.3f us" % wrappers["add_scalars"])
     print("Monitor.log, 10 scalars per call, per scalar:  %6.3f us" % alone["log"])
     print("Monitor.log_scalar, per scalar:                %6.3f us" % alone["log_scalar"])
     print(
         "monitor thread, queue -> MetricStats, per point: %6.3f us (off the training thread, "
         "shares the GIL)" % alone["drain"]
+    )
+    print(
+        "=> CPU added per scalar (wrapper + monitor thread): add_scalar %.2f us, add_scalars %.2f us"
+        % (wrappers["add_scalar"] + alone["drain"], wrappers["add_scalars"] + alone["drain"])
     )
 
 

@@ -146,6 +146,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
         config = _load_config(args.config)
     except (ConfigError, OSError, ValueError) as error:
         return _fail(str(error))
+    if str(args.log_level).upper() == "WARNING":  # the default: still show every alert/lifecycle
+        for name in ("tblive.alerts", "tblive.daemon", "tblive.tail"):
+            logging.getLogger(name).setLevel(logging.INFO)
     poll = args.poll
     options = WatchOptions(
         logdir=args.logdir,

@@ -25,7 +25,7 @@ from typing import Any, Dict, Optional
 
 from tblive.monitor import Monitor
 
-__all__ = ["LightningCallback", "SB3Callback"]
+__all__ = ["LightningCallback", "SB3Callback"]  # noqa: F822 (built lazily by __getattr__)
 
 _BUILT: Dict[str, type] = {}
 

@@ -197,7 +197,7 @@ class Monitor:
         self,
         run_name: Optional[str] = None,
         *,
-        config: Union[None, str, "os.PathLike[str]", Config] = None,
+        config: Union[None, str, os.PathLike[str], Config] = None,
         expected_steps: Optional[int] = None,
         interval: float = DEFAULT_INTERVAL,
         every_points: Optional[int] = None,
@@ -279,9 +279,7 @@ class Monitor:
             self.start()
 
     # ------------------------------------------------------------------ hot path
-    def log(
-        self, step: Any, values: Mapping[str, Any], wall_time: Optional[float] = None
-    ) -> None:
+    def log(self, step: Any, values: Mapping[str, Any], wall_time: Optional[float] = None) -> None:
         """Record ``{series: value}`` at ``step``; microseconds, never raises (ignored after close)."""
         if self._closed:
             return
@@ -417,9 +415,7 @@ class Monitor:
             return result
 
         def add_scalars(main_tag, tag_scalar_dict, global_step=None, walltime=None, *args, **kw):
-            result = original_scalars(
-                main_tag, tag_scalar_dict, global_step, walltime, *args, **kw
-            )
+            result = original_scalars(main_tag, tag_scalar_dict, global_step, walltime, *args, **kw)
             monitor._log_group(
                 names, main_tag, tag_scalar_dict, global_step, walltime, torch_layout
             )

@@ -39,17 +39,12 @@ import logging
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Protocol, Set, Tuple
 
 import numpy as np
 
 from tblive.events import EventDecoder, ScalarBatch
 from tblive.records import ReadIssue, RecordFile
-
-try:  # pragma: no cover - trivial
-    from typing import Protocol
-except ImportError:  # pragma: no cover - Python < 3.8 has no Protocol
-    Protocol = object  # type: ignore
 
 logger = logging.getLogger(__name__)
 
@@ -213,7 +208,7 @@ def series_name(relpath: str, tag: str, prefix: str = "") -> str:
     key = None
     if relpath.startswith(tag + "/"):  # tensorboardX / HARL: <main_tag>/<key>
         key = relpath[len(tag) + 1 :]
-    elif "/" not in relpath and relpath.startswith(tag.replace("/", "_") + "_"):  # torch
+    elif relpath.startswith(tag.replace("/", "_") + "_"):  # torch: <main_tag, / as _>_<key>
         key = relpath[len(tag.replace("/", "_")) + 1 :]
     if key is None:
         return prefix + relpath + "/" + tag
@@ -231,7 +226,6 @@ class _Source:
     decoder: EventDecoder
     files: Dict[str, RecordFile] = field(default_factory=dict)
     names: Dict[str, str] = field(default_factory=dict)  # tag -> series name
-    missing_since_scan: bool = False
 
     def name_of(self, tag: str) -> str:
         name = self.names.get(tag)
@@ -535,7 +529,3 @@ def read_directory_points(
     run = Run(layout, lambda name: SeriesPoints(), verify_payload, read_summary_json=False)
     run.poll()
     return dict(run.sinks), run  # type: ignore[return-value]
-
-
-def iter_tags(runs: Iterable[Run]) -> List[str]:
-    return sorted({name for run in runs for name in run.sinks})

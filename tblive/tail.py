@@ -29,6 +29,7 @@ import errno
 import logging
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -173,6 +174,11 @@ class Tail:
 
     def start(self) -> None:
         """Start the observer thread and watch the directory if it already exists."""
+        # watchdog's recursive inotify watch warns when a new folder's watch races with the
+        # walk that adds it (HARL's nested add_scalars folders): harmless, and not ours to show
+        warnings.filterwarnings(
+            "ignore", message="Callback with id", category=RuntimeWarning, module="watchdog"
+        )
         with self._lock:
             if self._observer is None:
                 self._handler = _make_handler(self.changes)

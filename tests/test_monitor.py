@@ -469,7 +469,10 @@ def test_report_matches_tblive_report_json_shape(tmp_path):
     written = json.loads((logdir / "tblive_report.json").read_text())  # AUTO: next to the events
     assert written["status"] == "CRITICAL"
     assert all(
-        not math.isnan(v) for s in written["metric_stats"].values() for v in s.values() if isinstance(v, float)
+        not math.isnan(v)
+        for s in written["metric_stats"].values()
+        for v in s.values()
+        if isinstance(v, float)
     )
 
 

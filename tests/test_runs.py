@@ -360,3 +360,29 @@ def test_bad_summary_json_is_ignored(tmp_path: Path, content: str) -> None:
     write_event_file(tmp_path / "r" / "events.out.tfevents.1", [scalar_event("a", 0, 1.0, 1.0)])
     (tmp_path / "r" / "summary.json").write_text(content)
     assert points_of(tmp_path) == {"r": {"a": [(0, 1.0, 1.0)]}}
+
+
+@pytest.mark.parametrize(
+    "relpath, tag, expected",
+    [
+        ("", "loss", "loss"),
+        # tensorboardX / HARL: <main_tag>/<key>
+        ("agent0/dist_entropy/agent0/dist_entropy", "agent0/dist_entropy", "agent0/dist_entropy"),
+        ("dist_entropy/dist_entropy", "dist_entropy", "dist_entropy"),
+        (
+            "train_episode_rewards/aver_rewards",
+            "train_episode_rewards",
+            "train_episode_rewards/aver_rewards",
+        ),
+        # torch: <main_tag with / as _>_<key>, the key itself may hold a /
+        ("loss_train", "loss", "loss/train"),
+        ("agent0_ratio_agent0/ratio", "agent0/ratio", "agent0/ratio"),
+        ("losses_value_critic", "losses/value", "losses/value/critic"),
+        # any other nested writer: prefixed with its path
+        ("eval", "reward", "eval/reward"),
+    ],
+)
+def test_series_names_of_nested_writers(relpath: str, tag: str, expected: str) -> None:
+    from tblive.runs import series_name
+
+    assert series_name(relpath, tag) == expected
