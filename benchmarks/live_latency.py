@@ -65,7 +65,9 @@ class HarlEventWriter:
     def _event(tag: str, value: float, step: int):
         from tensorboard.compat.proto import event_pb2, summary_pb2
 
-        summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)])
+        summary = summary_pb2.Summary(
+            value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)]
+        )
         return event_pb2.Event(wall_time=time.time(), step=step, summary=summary)
 
     def failure_point(self, index: int, total: int = 60) -> None:
@@ -74,8 +76,12 @@ class HarlEventWriter:
         for tag, writer in self.nested:
             writer.add_event(self._event(tag, entropy + self.rng.normal(0, 0.01), step))
         self.root.add_event(self._event("mapush/success_rate", 0.0, step))
-        self.root.add_event(self._event("rewards/push_reward", 1e-5 + self.rng.normal(0, 1e-7), step))
-        self.root.add_event(self._event("average_step_reward", 0.01 + self.rng.normal(0, 1e-3), step))
+        self.root.add_event(
+            self._event("rewards/push_reward", 1e-5 + self.rng.normal(0, 1e-7), step)
+        )
+        self.root.add_event(
+            self._event("average_step_reward", 0.01 + self.rng.normal(0, 1e-3), step)
+        )
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         self.root.add_event(self._event(tag, value, step))
@@ -118,7 +124,9 @@ def framed_points(tags: int, steps: range) -> bytes:
 # -- the daemon ----------------------------------------------------------------------------------
 
 
-def start_daemon(logdir: str, webhook: str, poll: Optional[float], extra: List[str]) -> subprocess.Popen:
+def start_daemon(
+    logdir: str, webhook: str, poll: Optional[float], extra: List[str]
+) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "tblive.cli", "watch", logdir, "--interval", "60",
         "--slack-webhook", webhook, "--stall-after", "3600",
@@ -151,14 +159,16 @@ def any_posts(server: RecordingSlackServer, run: str) -> int:
     return sum(1 for r in list(server.requests) if marker in (r.body or {}).get("text", ""))
 
 
-def latency_trials(server: RecordingSlackServer, base: str, poll: Optional[float], trials: int) -> List[float]:
+def latency_trials(
+    server: RecordingSlackServer, base: str, poll: Optional[float], trials: int
+) -> List[float]:
     logdir = os.path.join(base, "latency-%s" % ("poll" if poll else "inotify"))
     os.makedirs(logdir)
     daemon = start_daemon(logdir, server.webhook_url(), poll, [])
     latencies = []
     try:
         for trial in range(trials):
-            run = "trial%02d" % trial
+            run = "%s-trial%02d" % ("poll" if poll else "inotify", trial)
             writer = HarlEventWriter(os.path.join(logdir, run))
             for index in range(GRACE_POINTS - 1):  # still in grace: WARNINGs only
                 writer.failure_point(index)
@@ -199,7 +209,9 @@ def cpu_share(process: psutil.Process, seconds: float, during=None) -> float:
     return used / (time.monotonic() - started)
 
 
-def cpu_trials(server: RecordingSlackServer, base: str, poll: Optional[float], seconds: float) -> Dict[str, float]:
+def cpu_trials(
+    server: RecordingSlackServer, base: str, poll: Optional[float], seconds: float
+) -> Dict[str, float]:
     logdir = os.path.join(base, "cpu-%s" % ("poll" if poll else "inotify"))
     os.makedirs(logdir)
     daemon = start_daemon(logdir, server.webhook_url(), poll, [])
@@ -256,10 +268,11 @@ def rss_trial(server: RecordingSlackServer, base: str, quick: bool) -> Dict[str,
                 for offset in range(0, len(data), 1 << 20):
                     handle.write(data[offset : offset + (1 << 20)])
                     handle.flush()
-            if part == 0:
+            if part in (0, 4):
                 wait_idle(process)
-                result["rss_first"] = process.memory_info().rss
-                result["points_first"] = (part + 1) * chunk * tags
+                key = "first" if part == 0 else "half"
+                result["rss_" + key] = process.memory_info().rss
+                result["points_" + key] = (part + 1) * chunk * tags
         wait_idle(process)
         result["rss_last"] = process.memory_info().rss
         result["points_last"] = total_steps * tags
@@ -277,7 +290,9 @@ def percentile(values: List[float], q: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=15)
-    parser.add_argument("--poll", type=float, default=1.0, help="poll interval for the polling runs")
+    parser.add_argument(
+        "--poll", type=float, default=1.0, help="poll interval for the polling runs"
+    )
     parser.add_argument("--cpu-seconds", type=float, default=15.0)
     parser.add_argument("--quick", action="store_true", help="10x smaller RSS run, 5 trials")
     args = parser.parse_args()
@@ -286,7 +301,10 @@ def main() -> int:
     try:
         with RecordingSlackServer() as server:
             print("tblive watch, daemon in a subprocess; Slack = local slack-sdk webhook server")
-            print("\n1. flush of the point that makes a check CRITICAL -> alert at Slack (%d trials)" % trials)
+            print(
+                "\n1. flush of the point that makes a check CRITICAL -> alert at Slack (%d trials)"
+                % trials
+            )
             for label, poll in (("inotify", None), ("poll %gs" % args.poll, args.poll)):
                 lat = latency_trials(server, base, poll, trials)
                 target = 0.5 + (poll or 0.0)
@@ -306,13 +324,16 @@ def main() -> int:
                 )  # fmt: skip
             print("\n3. daemon RSS while following a growing log")
             rss = rss_trial(server, base, args.quick)
-            growth = rss["rss_last"] / rss["rss_first"] - 1.0
             print(
-                "   after %7d points: %6.1f MiB\n   after %7d points: %6.1f MiB  (%+.1f%%; target "
-                "within 10%%: %s); final report counts %d points"
-                % (rss["points_first"], rss["rss_first"] / 2**20, rss["points_last"],
-                   rss["rss_last"] / 2**20, 100 * growth, "met" if abs(growth) <= 0.10 else "MISSED",
-                   rss["points_seen"])
+                "   after %7d points: %6.1f MiB" % (rss["points_first"], rss["rss_first"] / 2**20)
+            )
+            growth = rss["rss_last"] / rss["rss_first"] - 1.0
+            print("   after %7d points: %6.1f MiB" % (rss["points_half"], rss["rss_half"] / 2**20))
+            print(
+                "   after %7d points: %6.1f MiB  (%+.1f%% vs the first; target within 10%%: %s); "
+                "final report counts %d points"
+                % (rss["points_last"], rss["rss_last"] / 2**20, 100 * growth,
+                   "met" if abs(growth) <= 0.10 else "MISSED", rss["points_seen"])
             )  # fmt: skip
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -140,6 +140,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     from tblive.daemon import WatchOptions, watch
+    from tblive.engine import SinkSettings
     from tblive.metrics import ConfigError
 
     try:
@@ -149,18 +150,24 @@ def cmd_watch(args: argparse.Namespace) -> int:
     if str(args.log_level).upper() == "WARNING":  # the default: still show every alert/lifecycle
         for name in ("tblive.alerts", "tblive.daemon", "tblive.tail"):
             logging.getLogger(name).setLevel(logging.INFO)
-    poll = args.poll
+    sinks = SinkSettings.from_environment(
+        slack_webhook=args.slack_webhook,
+        slack_channel=args.slack_channel,
+        slack_base_url=args.slack_base_url,
+        on_critical=args.on_critical,
+        events_log=args.events_log,
+    )
     options = WatchOptions(
         logdir=args.logdir,
         config=config,
         interval=args.interval,
-        poll_interval=poll if poll is not None else None,
-        slack_webhook=args.slack_webhook or os.environ.get("SLACK_WEBHOOK_URL") or None,
-        slack_token=os.environ.get("SLACK_BOT_TOKEN") or None,
-        slack_channel=args.slack_channel,
-        slack_base_url=args.slack_base_url or os.environ.get("TBLIVE_SLACK_BASE_URL") or None,
-        on_critical=args.on_critical,
-        events_log=args.events_log,
+        poll_interval=args.poll,
+        slack_webhook=sinks.slack_webhook,
+        slack_token=sinks.slack_token,
+        slack_channel=sinks.slack_channel,
+        slack_base_url=sinks.slack_base_url,
+        on_critical=sinks.on_critical,
+        events_log=sinks.events_log,
         final_report=args.final_report,
         cooldown=args.cooldown,
         stall_after=args.stall_after,
@@ -240,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument(
         "--slack-base-url",
         metavar="URL",
-        help="alternative Slack API base URL (Slack-compatible servers, tests)",
+        help="alternative Slack API base URL (or SLACK_API_BASE_URL; Slack-compatible servers, tests)",
     )
     watch.add_argument(
         "--on-critical",

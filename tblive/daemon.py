@@ -75,6 +75,8 @@ PRESUMED_FINISH_FACTOR = 3.0
 GAP_HISTORY = 64
 #: the loop wakes at least this often (to notice ``WatchOptions.stop_event``)
 MAX_SLEEP = 1.0
+#: and sleeps at least this long between timer-driven passes (file changes wake it at once)
+MIN_SLEEP = 0.02
 
 
 @dataclass
@@ -233,7 +235,7 @@ class Watcher:
             self._step([])
             self._started.set()
             while not self.stopping:
-                timeout = min(max(self._next_wakeup() - time.monotonic(), 0.0), MAX_SLEEP)
+                timeout = min(max(self._next_wakeup() - time.monotonic(), MIN_SLEEP), MAX_SLEEP)
                 changes = self.changes.drain(timeout)
                 if self.stopping:
                     break
@@ -457,15 +459,19 @@ class Watcher:
         return None
 
     def _lifecycle_due(self, state: _RunState) -> float:
+        """When :meth:`_check_lifecycle` can next change something (mirrors its conditions)."""
+        due = float("inf")
         if state.lifecycle == "finished":
-            return float("inf")
+            return due
         settle = self.options.finish_settle
-        due = state.last_data + PRESUMED_FINISH_FACTOR * self.stall_threshold(state)
+        if not state.open_files:
+            due = state.last_data + PRESUMED_FINISH_FACTOR * self.stall_threshold(state)
+            if state.closed_at is not None and state.closed_at >= state.last_data - 1.0:
+                due = min(due, max(state.closed_at, state.last_data) + settle)
+        if state.summary_at is not None and state.summary_at >= state.last_data - 1.0:
+            due = min(due, max(state.summary_at, state.last_data) + settle)
         if state.lifecycle == "active":
             due = min(due, state.last_data + self.stall_threshold(state))
-        for mark in (state.closed_at, state.summary_at):
-            if mark is not None and mark >= state.last_data - 1.0:
-                due = min(due, max(mark, state.last_data) + settle)
         return due
 
     def _check_lifecycle(self, state: _RunState, now: float) -> None:

@@ -12,6 +12,7 @@ judge thread); the dispatcher's own threads deliver.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional
@@ -39,6 +40,29 @@ class SinkSettings:
     slack_base_url: Optional[str] = None
     on_critical: Optional[str] = None
     events_log: Optional[str] = None
+
+    @classmethod
+    def from_environment(
+        cls,
+        environ: Optional[Mapping[str, str]] = None,
+        slack_webhook: Optional[str] = None,
+        slack_channel: Optional[str] = None,
+        slack_base_url: Optional[str] = None,
+        on_critical: Optional[str] = None,
+        events_log: Optional[str] = None,
+    ) -> SinkSettings:
+        """Explicit values, completed from the environment: ``SLACK_WEBHOOK_URL``,
+        ``SLACK_BOT_TOKEN`` (used with a channel) and ``SLACK_API_BASE_URL``.  The one place
+        the CLI and the in-process monitor read Slack settings from the environment."""
+        env: Mapping[str, str] = os.environ if environ is None else environ
+        return cls(
+            slack_webhook=slack_webhook or env.get("SLACK_WEBHOOK_URL") or None,
+            slack_token=(env.get("SLACK_BOT_TOKEN") or None) if slack_channel else None,
+            slack_channel=slack_channel,
+            slack_base_url=slack_base_url or env.get("SLACK_API_BASE_URL") or None,
+            on_critical=on_critical,
+            events_log=events_log,
+        )
 
 
 def build_sinks(settings: SinkSettings) -> List[Any]:

@@ -184,15 +184,23 @@ DEFAULT_THRESHOLDS: Dict[str, Dict[str, float]] = {
         "min_change": 0.05,
         # tail this far below the best level, relative to the run's range, is a fall from peak
         "peak_drop": 0.3,
+        # share of that gain lost, back near the start: CRITICAL when nothing else improves
+        "collapse": 0.8,
     },
     "entropy": {
         # relative rise of entropy (head -> tail) that makes the check look at it
         "rise": 0.1,
+        # entropy (or action std) down to this share of its early level while the reward does
+        # not improve: premature convergence (WARNING)
+        "collapse": 0.05,
     },
     "value_loss": {
         # tail / head factor of a rising value loss: WARNING / CRITICAL
         "rise_warning": 3.0,
         "rise_critical": 10.0,
+        # growth beyond what the return scale explains (loss ~ return^2), past grace and still
+        # rising: CRITICAL
+        "diverge_critical": 100.0,
         # max history level / median level (after the first 10%) that counts as a spike (WARNING)
         "spike": 1000.0,
         # |explained variance| below this for the recent part, after grace: WARNING

@@ -179,7 +179,7 @@ class Monitor:
       ``slack_base_url``, ``events_log`` (JSON lines), ``command`` (shell command on each
       CRITICAL alert, like ``tblive watch --on-critical``); with ``use_env`` (default) an
       unset webhook / token / base URL is read from ``SLACK_WEBHOOK_URL`` /
-      ``SLACK_BOT_TOKEN`` / ``TBLIVE_SLACK_BASE_URL``.  ``sinks`` replaces all of that with
+      ``SLACK_BOT_TOKEN`` / ``SLACK_API_BASE_URL``.  ``sinks`` replaces all of that with
       your own sink objects.  The console sink (logger ``tblive.alerts``) is always there
       unless ``sinks`` is given.
     * ``cooldown``: seconds before an unchanged problem is announced again (default 3600).
@@ -232,12 +232,11 @@ class Monitor:
         self.on_critical = on_critical
         self.report_path = report_path
         if sinks is None:
-            env = os.environ if use_env else {}
-            settings = SinkSettings(
-                slack_webhook=slack_webhook or env.get("SLACK_WEBHOOK_URL") or None,
-                slack_token=env.get("SLACK_BOT_TOKEN") if slack_channel else None,
+            settings = SinkSettings.from_environment(
+                None if use_env else {},
+                slack_webhook=slack_webhook,
                 slack_channel=slack_channel,
-                slack_base_url=slack_base_url or env.get("TBLIVE_SLACK_BASE_URL") or None,
+                slack_base_url=slack_base_url,
                 on_critical=command,
                 events_log=events_log,
             )

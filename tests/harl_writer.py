@@ -69,7 +69,9 @@ class HarlWriter:
     def recovery(self, index: int, total: int = RECOVERY_POINTS) -> None:
         """Point ``index`` of the recovery that follows the failure."""
         share = (index + 1) / total
-        self.point(2.17 - (2.17 - 1.0) * share, 0.9 * share, 1e-5 + 0.05 * share, 0.01 + 0.5 * share)
+        self.point(
+            2.17 - (2.17 - 1.0) * share, 0.9 * share, 1e-5 + 0.05 * share, 0.01 + 0.5 * share
+        )
 
     def write_failure(self, points: int = FAILURE_POINTS, pause: float = 0.02) -> None:
         for index in range(points):

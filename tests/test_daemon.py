@@ -51,7 +51,7 @@ def no_thread_leak():
     assert left == [], "threads left behind: %s" % [t.name for t in left]
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -207,7 +207,9 @@ def test_stalled_resumed_finished_and_restart(tmp_path):
         wait_until(has_event(log, kind="finished"), what="finished")
         finished = [e for e in events(log) if e["kind"] == "finished"][0]
         assert "writer closed" in finished["message"]
-        first = json.loads(wait_until(lambda: report.exists() and report.read_text(), what="report"))
+        first = json.loads(
+            wait_until(lambda: report.exists() and report.read_text(), what="report")
+        )
         assert first["points"] == 15 * 5
         # a restart: a new writer (new event files) in the same run directory
         time.sleep(1.1)  # a new tensorboardX file name (it has the time in seconds)
@@ -323,10 +325,25 @@ def test_cli_watch_stops_cleanly_on_sigterm(tmp_path, slack_server):
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1])] + sys.path)
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "tblive.cli", "--log-level", "INFO", "watch",
-            str(tmp_path / "logs"), "--interval", "0.3", "--slack-channel", "#rl-alerts",
-            "--slack-base-url", slack_server.api_base_url, "--events-log", str(log),
-            "--final-report", str(report), "--on-critical", command,
+            sys.executable,
+            "-m",
+            "tblive.cli",
+            "--log-level",
+            "INFO",
+            "watch",
+            str(tmp_path / "logs"),
+            "--interval",
+            "0.3",
+            "--slack-channel",
+            "#rl-alerts",
+            "--slack-base-url",
+            slack_server.api_base_url,
+            "--events-log",
+            str(log),
+            "--final-report",
+            str(report),
+            "--on-critical",
+            command,
         ],  # fmt: skip
         env=env,
         stdout=subprocess.PIPE,

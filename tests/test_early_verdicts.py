@@ -37,6 +37,7 @@ def statuses_while_writing(logdir: Path, rows, checkpoints: int) -> List[Status]
         expected = sum(len(plain) + len(grouped) for _, _, plain, grouped in rows[:upto])
         deadline = time.monotonic() + 10.0
         while True:  # tensorboardX writes on its own thread: wait until it has
+            writer.flush()  # flushes what that thread has written so far
             tree.rescan()  # HARL's nested add_scalars folders appear mid-run
             tree.poll()
             points = sum(run.points for run in tree.runs.values())

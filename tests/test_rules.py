@@ -370,9 +370,11 @@ def test_per_agent_metrics_summarised_once():
 
 def test_grace_period_success_zero():
     series = {"mapush/success_rate": np.zeros(N), "average_step_reward": flat(-0.05, 0.01)}
+    # zero success is the only failure sign here: it must persist 3x the grace period
     early, _ = worst(series, "Success Rate", points=20)
-    late, _ = worst(series, "Success Rate", points=60)
-    assert early == Status.WARNING and late == Status.CRITICAL
+    middle, _ = worst(series, "Success Rate", points=60)
+    late, _ = worst(series, "Success Rate", points=80)
+    assert (early, middle, late) == (Status.WARNING, Status.WARNING, Status.CRITICAL)
     config = Config.default()
     config.grace.min_points = 80
     assert worst(series, "Success Rate", points=60, config=config)[0] == Status.WARNING

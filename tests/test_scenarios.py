@@ -231,9 +231,15 @@ def cleanrl_ppo(points: int, seed: int) -> Log:
         "charts/episodic_return": (es, er),
         "charts/episodic_length": (es, er.copy()),
         "charts/learning_rate": (steps, 2.5e-4 * (1 - np.arange(points) / points)),
-        "losses/value_loss": (steps, lognormal(rng, 5 + 60 * np.exp(-(((p - 0.3) / 0.2) ** 2)), 0.4)),
+        "losses/value_loss": (
+            steps,
+            lognormal(rng, 5 + 60 * np.exp(-(((p - 0.3) / 0.2) ** 2)), 0.4),
+        ),
         "losses/policy_loss": (steps, rng.normal(-0.005, 0.006, points)),
-        "losses/entropy": (steps, 0.69 - 0.2 * sigmoid(p, 0.4, 0.15) + rng.normal(0, 0.005, points)),
+        "losses/entropy": (
+            steps,
+            0.69 - 0.2 * sigmoid(p, 0.4, 0.15) + rng.normal(0, 0.005, points),
+        ),
         "losses/old_approx_kl": (steps, lognormal(rng, np.full(points, 0.008), 0.5)),
         "losses/approx_kl": (steps, lognormal(rng, np.full(points, 0.007), 0.5)),
         "losses/clipfrac": (steps, np.clip(rng.normal(0.08, 0.04, points), 0, 1)),
@@ -265,7 +271,10 @@ def rsl_rl(points: int, seed: int) -> Log:
     )
     s["Loss/surrogate"] = (it, rng.normal(-0.004, 0.003, points))
     s["Loss/learning_rate"] = (it, 1e-3 * np.exp(rng.normal(0, 0.4, points)))
-    s["Policy/mean_noise_std"] = (it, 1.0 - 0.5 * sigmoid(p, 0.4, 0.2) + rng.normal(0, 0.003, points))
+    s["Policy/mean_noise_std"] = (
+        it,
+        1.0 - 0.5 * sigmoid(p, 0.4, 0.2) + rng.normal(0, 0.003, points),
+    )
     s["Perf/total_fps"] = (it, 60000 + rng.normal(0, 2000, points))
     s["Perf/collection time"] = (it, 0.5 + rng.normal(0, 0.02, points))
     s["Perf/learning_time"] = (it, 0.3 + rng.normal(0, 0.01, points))
@@ -328,8 +337,16 @@ def harl_happo(points: int, seed: int, fail: str = "", sparse: bool = False) -> 
         g["agent%d/policy_loss" % a] = (steps, rng.normal(-0.004, 0.003, points))
         g["agent%d/ratio" % a] = (steps, 1 + rng.normal(0, 0.004, points))
     if sparse:  # nothing to fit until the first reward: value loss, critic grads ~0
-        vl = np.where(p < start, lognormal(rng, np.full(points, 2e-7), 0.5), lognormal(rng, 0.05 * learn + 2e-3, 0.3))
-        cg = np.where(p < start, lognormal(rng, np.full(points, 2e-4), 0.5), lognormal(rng, 0.5 * learn + 0.02, 0.3))
+        vl = np.where(
+            p < start,
+            lognormal(rng, np.full(points, 2e-7), 0.5),
+            lognormal(rng, 0.05 * learn + 2e-3, 0.3),
+        )
+        cg = np.where(
+            p < start,
+            lognormal(rng, np.full(points, 2e-4), 0.5),
+            lognormal(rng, 0.5 * learn + 0.02, 0.3),
+        )
     else:
         vl = lognormal(rng, 0.5 * (1 - 0.5 * learn), 0.25)
         cg = lognormal(rng, np.full(points, 2.0), 0.3)
@@ -341,18 +358,28 @@ def harl_happo(points: int, seed: int, fail: str = "", sparse: bool = False) -> 
     if sparse:
         reward = np.where(p < start, 0.0, 0.02 * learn + rng.normal(0, 0.002, points))
         s["average_step_reward"] = (steps, reward)
-        s["rewards/reach_target_reward"] = (steps, np.where(p < start, 0.0, 0.5 * learn * (1 + rng.normal(0, 0.05, points))))
-        s["mapush/success_rate"] = (steps, np.where(p < start, 0.0, np.clip(0.6 * learn + rng.normal(0, 0.03, points), 0, 1)))
+        s["rewards/reach_target_reward"] = (
+            steps,
+            np.where(p < start, 0.0, 0.5 * learn * (1 + rng.normal(0, 0.05, points))),
+        )
+        s["mapush/success_rate"] = (
+            steps,
+            np.where(p < start, 0.0, np.clip(0.6 * learn + rng.normal(0, 0.03, points), 0, 1)),
+        )
     else:
         reward = -380 + 250 * learn + rng.normal(0, 8, points)
         s["average_step_reward"] = (steps, reward)
         s["rewards/push_reward"] = (steps, 1e-5 + 14 * learn + np.abs(rng.normal(0, 0.3, points)))
-        s["rewards/reach_target_reward"] = (steps, np.where(p < 0.2, 0.0, 3 * learn + np.abs(rng.normal(0, 0.1, points))))
-        s["rewards/collision_punishment"] = (steps, -0.5 + 0.2 * learn + rng.normal(0, 0.03, points))
+        s["rewards/reach_target_reward"] = (
+            steps,
+            np.where(p < 0.2, 0.0, 3 * learn + np.abs(rng.normal(0, 0.1, points))),
+        )
+        s["rewards/collision_punishment"] = (
+            steps,
+            -0.5 + 0.2 * learn + rng.normal(0, 0.03, points),
+        )
         success = np.where(p < 0.22, 0.0, np.clip(0.6 * learn + rng.normal(0, 0.03, points), 0, 1))
         s["mapush/success_rate"] = (steps, success)
-    if fail == "entropy_collapse":
-        pass
     return Log(s, g)
 
 
@@ -504,9 +531,13 @@ def sequence(prefixes: List[Prefix]) -> str:
     return "".join(LETTER[p.verdict.status] for p in prefixes)
 
 
-def first_critical(prefixes: List[Prefix]) -> Optional[float]:
+def first_critical(prefixes: List[Prefix], checks: Tuple[str, ...] = ()) -> Optional[float]:
+    """Share of the run at which one of ``checks`` (any check when empty) is first CRITICAL."""
     for p in prefixes:
-        if p.verdict.status == Status.CRITICAL:
+        if any(
+            f.status == Status.CRITICAL and (not checks or f.check in checks)
+            for f in p.verdict.findings
+        ):
             return p.share
     return None
 
@@ -524,6 +555,7 @@ class Scenario:
     lengths: Tuple[int, ...] = (50, 100, 300)
     seeds: Tuple[int, ...] = (1, 2)
     at_least_warning: bool = False  # failing runs that should say WARNING (not OK) at the end
+    checks: Tuple[str, ...] = ()  # failing runs: the checks whose CRITICAL counts
 
 
 SCENARIOS = [
@@ -538,34 +570,99 @@ SCENARIOS = [
     Scenario("lightning", lightning, True, lengths=(20, 50, 100)),
     Scenario("keras", keras, True, keras_layout=True, lengths=(20, 50, 100)),
     # failing
-    Scenario("mapush_failure", mapush_failure, False, seeds=(1, 2, 3)),
-    Scenario("nan_value_loss@50%", lambda n, s: sb3_ppo(n, s, fail="nan_value_loss"), False, 0.55),
-    Scenario("nan_grad_norm@55%", lambda n, s: harl_happo(n, s, fail="nan_grad"), False, 0.6),
-    Scenario("exploding_grad@40%", lambda n, s: harl_happo(n, s, fail="exploding_grad"), False, 0.75),
-    Scenario("value_divergence@30%", lambda n, s: harl_happo(n, s, fail="value_divergence"), False, 0.7),
-    Scenario("td3_q_divergence", lambda n, s: sb3_offpolicy(n, s, "td3", "q_divergence"), False),
-    Scenario("ppo_collapse@55%", lambda n, s: sb3_ppo(n, s, fail="ppo_collapse"), False, 0.7),
-    Scenario("reward_collapse@60%", reward_collapse, False, 0.85),
+    Scenario(
+        "mapush_failure", mapush_failure, False, seeds=(1, 2, 3), checks=("Success Rate", "Entropy")
+    ),
+    Scenario(
+        "nan_value_loss@50%",
+        lambda n, s: sb3_ppo(n, s, fail="nan_value_loss"),
+        False,
+        0.55,
+        checks=("Non-finite Values",),
+    ),
+    Scenario(
+        "nan_grad_norm@55%",
+        lambda n, s: harl_happo(n, s, fail="nan_grad"),
+        False,
+        0.6,
+        checks=("Non-finite Values",),
+    ),
+    # x10 per 15% of the run from 40%: x30-x100 and still growing exponentially by 65%
+    Scenario(
+        "exploding_grad@40%",
+        lambda n, s: harl_happo(n, s, fail="exploding_grad"),
+        False,
+        0.65,
+        checks=("Gradient Norms",),
+    ),
+    # x10 per 17.5% of the run from 30%: x100 (return scale only x2.5) by 65%
+    Scenario(
+        "value_divergence@30%",
+        lambda n, s: harl_happo(n, s, fail="value_divergence"),
+        False,
+        0.65,
+        checks=("Value Loss",),
+    ),
+    # Q grows from the start but the return rises too until ~25%: distinguishable once the
+    # return falls while Q keeps growing (~40-50%)
+    Scenario(
+        "td3_q_divergence",
+        lambda n, s: sb3_offpolicy(n, s, "td3", "q_divergence"),
+        False,
+        0.55,
+        checks=("Q-Value Divergence", "Value Loss"),
+    ),
+    Scenario(
+        "ppo_collapse@55%",
+        lambda n, s: sb3_ppo(n, s, fail="ppo_collapse"),
+        False,
+        0.7,
+        checks=("PPO Health", "Reward Trend", "Entropy", "Value Loss"),
+    ),
+    # back at its start level by ~70% and staying there
+    Scenario("reward_collapse@60%", reward_collapse, False, 0.8, checks=("Reward Trend",)),
+    # premature convergence: the right verdict is a WARNING naming the entropy collapse
     Scenario(
         "entropy_collapse@10%",
         lambda n, s: sb3_ppo(n, s, fail="entropy_collapse"),
         False,
-        critical_by=2.0,  # WARNING is the right verdict (see the report); never required CRITICAL
         at_least_warning=True,
     ),
 ]
 
-# Known gaps: (scenario, length, seed or None for all) -> reason. Filled from the report.
-KNOWN_GAPS: Dict[Tuple[str, int], str] = {}
+# Known gaps: (scenario, length; 0 = every length) -> why tblive misses the expectation today.
+KNOWN_GAPS: Dict[Tuple[str, int], str] = {
+    ("mapush_failure", 50): "grace is 25 points = 50% of a 50-point run: first CRITICAL at 50%",
+    ("exploding_grad@40%", 0): "CRITICAL at x100 (explode_critical) of the current level, "
+    "reached at 70-75% by a norm growing x10 per 15% from 40%; due 65%",
+    ("value_divergence@30%", 0): "CRITICAL at x100 unexplained growth (diverge_critical), reached "
+    "at 70-75% by a loss growing x10 per 17.5% from 30%; due 65%. A lower threshold would call "
+    "the healthy ML-Agents curriculum run (value loss x51 while ELO rises) CRITICAL",
+}
+
+#: gaps that depend on the noise of one seed
+KNOWN_SEED_GAPS: Dict[Tuple[str, int, int], str] = {
+    ("entropy_collapse@10%", 50, 2): "the flat AR(1) reward drifts +12% head->tail, which counts "
+    "as improving, and an entropy collapse while the reward improves is not flagged",
+    ("entropy_collapse@10%", 100, 1): "same: the noisy flat reward counts as improving",
+    ("td3_q_divergence", 50, 1): "first CRITICAL at 60% (due 55%): 50 points leave 2-3 points "
+    "per 5% prefix for the falling return to become significant",
+}
 
 
 def cases() -> Iterator[object]:
     for sc in SCENARIOS:
         for length in sc.lengths:
             for seed in sc.seeds:
-                reason = KNOWN_GAPS.get((sc.name, length)) or KNOWN_GAPS.get((sc.name, 0))
+                reason = (
+                    KNOWN_GAPS.get((sc.name, length))
+                    or KNOWN_GAPS.get((sc.name, 0))
+                    or KNOWN_SEED_GAPS.get((sc.name, length, seed))
+                )
                 marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-                yield pytest.param(sc, length, seed, marks=marks, id="%s-%d-s%d" % (sc.name, length, seed))
+                yield pytest.param(
+                    sc, length, seed, marks=marks, id="%s-%d-s%d" % (sc.name, length, seed)
+                )
 
 
 def run_case(sc: Scenario, length: int, seed: int) -> List[Prefix]:
@@ -582,17 +679,35 @@ def test_scenario(sc: Scenario, length: int, seed: int) -> None:
     if sc.healthy:
         assert "C" not in seq, (seq, describe(prefixes))
         return
-    if sc.at_least_warning:
-        assert "C" not in seq and seq[-1] == "W", (seq, describe(prefixes))
+    if sc.at_least_warning:  # a WARNING that names the entropy collapse
+        final = prefixes[-1].verdict.findings
+        assert any(f.check == "Entropy" and f.status == Status.WARNING for f in final), (
+            seq,
+            describe(prefixes),
+        )
         return
-    first = first_critical(prefixes)
-    assert first is not None and first <= sc.critical_by + 1e-9, (seq, describe(prefixes))
+    first = first_critical(prefixes, sc.checks)
+    assert first is not None and first <= sc.critical_by + 1e-9, (seq, first, describe(prefixes))
     assert seq.endswith("C"), (seq, describe(prefixes))
+    if sc.checks == ("Non-finite Values",):  # names the metric and the first bad step
+        named = [
+            f
+            for f in prefixes[-1].verdict.findings
+            if f.check == "Non-finite Values"
+            and f.status == Status.CRITICAL
+            and ("grad_norm" in (f.metric or "") or "value_loss" in (f.metric or ""))
+        ]
+        assert named and "first" in named[0].message, describe(prefixes)
+        assert named[0].details.get("first_nonfinite_step") or named[0].details.get("agents")
 
 
 def describe(prefixes: List[Prefix], index: int = -1) -> List[str]:
     v = prefixes[index].verdict
-    return ["%s %s: %s" % (f.status.name, f.check, f.message[:200]) for f in v.findings if f.status > Status.OK]
+    return [
+        "%s %s: %s" % (f.status.name, f.check, f.message[:200])
+        for f in v.findings
+        if f.status > Status.OK
+    ]
 
 
 # ------------------------------------------------------------------------------------ report
@@ -612,7 +727,26 @@ def main() -> None:
                             letter = LETTER[f.status]
                             if fired.get(key) != "C":
                                 fired[key] = letter
-                print("%-22s %4d s%d  %s  %s" % (sc.name, length, seed, seq, " ".join("%s:%s" % (k, v) for k, v in fired.items())))
+                first = first_critical(prefixes, sc.checks)
+                seq += (
+                    ""
+                    if sc.healthy
+                    else "  first C%s: %s"
+                    % (
+                        "(%s)" % "/".join(sc.checks) if sc.checks else "",
+                        "%d%%" % round(100 * first) if first else "never",
+                    )
+                )
+                print(
+                    "%-22s %4d s%d  %s  %s"
+                    % (
+                        sc.name,
+                        length,
+                        seed,
+                        seq,
+                        " ".join("%s:%s" % (k, v) for k, v in fired.items()),
+                    )
+                )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from slack_server import (
 )
 
 from tblive.alerts import PROBLEM, RECOVERED, STALLED, Alert, AlertTracker
+from tblive.engine import SinkSettings, build_sinks
 from tblive.findings import Finding, Status, Verdict
 from tblive.sinks import REDACTED, RedactingFilter, Sink, redact, secret_variants
 from tblive.sinks.command import CommandFailed, CommandSink
@@ -142,13 +143,17 @@ def test_slack_configuration_errors_and_env():
         SlackSink()
     with pytest.raises(ValueError, match="needs --slack-channel"):
         SlackSink(token=TOKEN)
-    assert SlackSink.from_env(environ={}) is None
-    sink = SlackSink.from_env(channel="#c", environ={"SLACK_BOT_TOKEN": TOKEN})
-    assert sink is not None and sink.mode == "bot"
-    sink = SlackSink.from_env(environ={"SLACK_WEBHOOK_URL": "http://127.0.0.1:9/services/x"})
-    assert sink is not None and sink.mode == "webhook"
-    with pytest.raises(ValueError, match="SLACK_BOT_TOKEN is not set"):
-        SlackSink.from_env(channel="#c", environ={})
+    assert build_sinks(SinkSettings.from_environment({}))[1:] == []
+    settings = SinkSettings.from_environment({"SLACK_BOT_TOKEN": TOKEN}, slack_channel="#c")
+    (sink,) = build_sinks(settings)[1:]
+    assert sink.mode == "bot"
+    env = {"SLACK_WEBHOOK_URL": "http://127.0.0.1:9/services/x", "SLACK_API_BASE_URL": "http://h/"}
+    settings = SinkSettings.from_environment(env)
+    assert settings.slack_base_url == "http://h/"
+    (sink,) = build_sinks(settings)[1:]
+    assert sink.mode == "webhook"
+    with pytest.raises(ValueError, match="SLACK_BOT_TOKEN with --slack-channel"):
+        build_sinks(SinkSettings.from_environment({}, slack_channel="#c"))
 
 
 # -- dispatcher with real sinks ---------------------------------------------------------------

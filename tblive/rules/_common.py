@@ -145,6 +145,39 @@ def improving(stats: MetricStats, min_change: float, sign: float = 1.0) -> bool:
     return stats.finite_count >= 8 and (tail - head) > 2.0 * spread
 
 
+def current_level(stats: MetricStats, points: int = 5) -> float:
+    """Median of the last ``points`` finite values: reacts within a few points (the smoothed
+    tail lags by ~10% of the run) yet ignores a single spike."""
+    values = np.asarray(stats.recent_values(), dtype=np.float64)
+    values = values[np.isfinite(values)][-points:]
+    return float(np.median(values)) if values.size else math.nan
+
+
+def return_scale_growth(view: View, roles: Roles, agent: Optional[str] = None) -> float:
+    """How much the main reward's magnitude grew from head to tail (at least 1).
+
+    Value and critic losses scale with the square of the return, so a loss that grows while
+    returns grow is expected. A reward that started at exactly 0 (sparse, nothing reached yet)
+    explains any growth: the result is infinite.
+    """
+    refs = [r for r in roles.main_reward if r.agent == agent] or list(roles.main_reward)
+    growth = 1.0
+    for ref in refs:
+        stats = view.get(ref.tag)
+        if not usable(stats, 4):
+            continue
+        head = abs(stats.head_value())
+        tail = max(abs(stats.tail_value()), abs(current_level(stats, 10)))
+        if not (math.isfinite(head) and math.isfinite(tail)):
+            continue
+        if head <= 1e-12:
+            if max(abs(stats.min), abs(stats.max)) > 0:
+                return math.inf
+            continue
+        growth = max(growth, tail / head)
+    return growth
+
+
 def early_level(stats: MetricStats, share: float = 0.02, min_points: int = 3) -> float:
     """Mean of the first ``max(min_points, share * points)`` finite points (whole buckets)."""
     hist = stats.history()
@@ -273,6 +306,116 @@ def component_dead(ref: MetricRef, view: View, roles: Roles, config: Config) -> 
         config.threshold("reward_component", "dead_relative") * component_scale(ref, view, roles),
     )
     return largest <= limit
+
+
+# ------------------------------------------------------------------ failure evidence
+
+
+@dataclass
+class Evidence:
+    """Independent signs that a run has failed, and how long they need to persist.
+
+    Early in a healthy run the reward is flat and success is zero for a while, and some trainers
+    (MAPush MAPPO) raise their entropy from the start; any one of these alone is what a healthy
+    run looks like early on. The slow checks therefore go CRITICAL only when nothing improves and
+    the signs have persisted for ``points_needed`` points: the grace period (``min_points``) when
+    three or more independent signs agree, twice it for two, three times it for one.
+
+    Signs: a success metric that never left 0; entropy rising; the main reward falling; a reward
+    component that is computed but negligible (dead; a component that is exactly 0 throughout is
+    a sparse reward not reached yet, which is what every run starts with). While no reward
+    and no reward component has ever been non-zero (a sparse task before its first reward),
+    every window is twice as long.
+    """
+
+    signs: List[str]
+    progress: Progress
+    #: no reward or reward component has ever been non-zero: a sparse task before its first
+    #: reward, which has told nothing yet, so every window is twice as long
+    no_reward_yet: bool = False
+
+    @property
+    def count(self) -> int:
+        return len(self.signs)
+
+    def points_needed(self, config: Config) -> int:
+        factor = 1 if self.count >= 3 else (2 if self.count == 2 else 3)
+        if self.no_reward_yet:
+            factor *= 2
+        return factor * config.grace.min_points
+
+    def enough(self, stats: MetricStats, config: Config) -> bool:
+        """Past grace, nothing improves, and the signs have lasted long enough on ``stats``."""
+        return (
+            not self.progress.improving
+            and self.count > 0
+            and not in_grace(stats, config)
+            and stats.finite_count >= self.points_needed(config)
+        )
+
+    def describe(self) -> str:
+        return "%d sign%s: %s" % (self.count, "" if self.count == 1 else "s", "; ".join(self.signs))
+
+
+def success_stuck_at_zero(stats: MetricStats, config: Config) -> bool:
+    return stats.finite_count >= 2 and stats.max / success_scale(stats) <= config.threshold(
+        "success", "zero"
+    )
+
+
+def reward_falls(stats: MetricStats, min_change: float) -> bool:
+    """Falling by ``min_change`` with a significant trend AND by more than 2 recent standard
+    deviations: rolling means (SB3's ep_rew_mean) are autocorrelated, so a trend test alone
+    calls a noisy plateau "decreasing"."""
+    if not declining(stats, min_change):
+        return False
+    spread = stats.recent.std if math.isfinite(stats.recent.std) else 0.0
+    return stats.head_value() - stats.tail_value() > 2.0 * spread
+
+
+def failure_evidence(view: View, roles: Roles, config: Config) -> Evidence:
+    """Collect the run's independent failure signs (see :class:`Evidence`)."""
+    signs: List[str] = []
+    zero_success = [
+        ref.tag
+        for ref in roles.success
+        if usable(view.get(ref.tag), 2) and success_stuck_at_zero(view[ref.tag], config)
+    ]
+    if zero_success and len(zero_success) == len(
+        [ref for ref in roles.success if usable(view.get(ref.tag), 2)]
+    ):
+        signs.append("%s never left 0" % zero_success[0])
+    rise = config.threshold("entropy", "rise")
+    rising = [
+        ref.tag
+        for ref in roles.entropy
+        if usable(view.get(ref.tag), 4) and improving(view[ref.tag], rise, ref.sign)
+    ]
+    if rising:
+        signs.append("%s rises" % rising[0])
+    min_change = config.threshold("reward", "min_change")
+    falling = [
+        ref.tag
+        for ref in roles.main_reward
+        if usable(view.get(ref.tag), 4) and reward_falls(view[ref.tag], min_change)
+    ]
+    if falling:
+        signs.append("%s falls" % falling[0])
+    dead = [
+        ref.tag
+        for ref in roles.reward_component
+        if component_dead(ref, view, roles, config)
+        and view[ref.tag].zero_count < view[ref.tag].finite_count
+    ]
+    if dead:
+        signs.append("%s is negligible (dead)" % dead[0])
+    rewards = [
+        view[ref.tag]
+        for ref in list(roles.reward) + list(roles.reward_component)
+        if usable(view.get(ref.tag))
+    ]
+    no_reward_yet = bool(rewards) and all(s.min == 0.0 and s.max == 0.0 for s in rewards)
+    return Evidence(signs, learning_progress(view, roles, config), no_reward_yet)
 
 
 # ------------------------------------------------------------------ per-agent summaries

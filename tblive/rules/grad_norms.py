@@ -1,6 +1,7 @@
 """Gradient Norms: exploding or vanishing gradients (actor, critic or any ``*grad_norm*``).
 
-With factor = tail / max(head, ``floor``) of the norm (a norm that starts near zero because
+With factor = current level / max(head, ``floor``) of the norm, the current level being the
+larger of the smoothed tail and the median of the last 5 points (quick, yet spike-proof) (a norm that starts near zero because
 there is no reward to fit yet, then settles at a normal level, has not exploded):
 * factor >= ``blowup`` (at least 5 points): CRITICAL even in grace;
 * factor >= ``explode_critical`` with a significant rise, after grace: CRITICAL;
@@ -21,6 +22,7 @@ from tblive.metrics import Config, MetricRef, Roles
 from tblive.rules._common import (
     Judgement,
     View,
+    current_level,
     fmt,
     in_grace,
     judge_all,
@@ -63,7 +65,8 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
                 "%s is exactly 0 on most updates; see Frozen Gradients." % ref.tag,
                 details,
             )
-        head, tail = abs(stats.head_value()), abs(stats.tail_value())
+        head = abs(stats.head_value())
+        tail = max(abs(stats.tail_value()), abs(current_level(stats)))
         factor = tail / max(head, floor, 1e-12)
         trend = stats.trend("all")
         rising = trend.significant and trend.change > 0

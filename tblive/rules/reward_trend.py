@@ -3,8 +3,13 @@
 The main reward is the highest-priority reward tag (per agent when logged per agent).
 * Significant rise of at least ``min_change`` (relative): OK, unless it then fell ``peak_drop``
   of its range from its best level (WARNING).
-* Significant fall of at least ``min_change``: WARNING in grace or when success/components
-  improve, CRITICAL otherwise.
+* Fall of at least ``min_change`` (a significant trend and more than 2 recent standard
+  deviations: rolling means are autocorrelated): WARNING while success/components improve or
+  until the run's failure signs have persisted long enough (``_common.Evidence``), then
+  CRITICAL.
+* A reward that clearly rose and then lost ``peak_drop`` of that gain: WARNING; lost
+  ``collapse`` of it (back near where it started), past grace, with nothing else improving:
+  CRITICAL (keep the best checkpoint).
 * Neither (stagnant): OK in grace, WARNING after (a sparse reward with at least 8 points
   follows the grace of the run's densest metric).
 """
@@ -20,13 +25,13 @@ from tblive.metrics import Config, MetricRef, Roles
 from tblive.rules._common import (
     Judgement,
     View,
-    declining,
+    failure_evidence,
     fmt,
     improving,
     in_grace,
     judge_all,
-    learning_progress,
     pct,
+    reward_falls,
     smoothed_levels,
     trend_details,
 )
@@ -41,7 +46,9 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
         return []
     min_change = config.threshold(KEY, "min_change")
     peak_drop = config.threshold(KEY, "peak_drop")
-    progress = learning_progress(view, roles, config)
+    collapse = config.threshold(KEY, "collapse")
+    evidence = failure_evidence(view, roles, config)
+    progress = evidence.progress
     # sparse rewards (evaluations) judge "stagnant" by the run's densest metric's grace
     run_past_grace = any(
         not in_grace(stats, config) for stats in view.values() if stats.finite_count
@@ -62,27 +69,68 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
                 "%s has only %d points; too few for a trend." % (ref.tag, stats.finite_count),
                 details,
             )
-        if improving(stats, min_change):
-            smooth = smoothed_levels(stats)
-            best = float(np.max(smooth))
-            low = float(np.min(smooth))
-            details.update({"best_level": best, "peak_drop": peak_drop})
-            if best > low and tail is not None and (best - tail) >= peak_drop * (best - low):
+        smooth = smoothed_levels(stats)
+        best = float(np.max(smooth)) if smooth.size else float("nan")
+        gain = best - head if head is not None else float("nan")
+        spread = stats.recent.std if np.isfinite(stats.recent.std) else 0.0
+        rose = (
+            smooth.size >= 4 and gain > 2.0 * spread and gain >= min_change * max(abs(head), 1e-12)
+        )
+        if rose and tail is not None and (best - tail) >= peak_drop * gain:
+            lost = (best - tail) / gain
+            details.update(
+                {
+                    "best_level": best,
+                    "gain_lost": lost,
+                    "peak_drop": peak_drop,
+                    "collapse": collapse,
+                }
+            )
+            others = [e for e in progress.evidence if not e.startswith(ref.tag + " ")]
+            if lost >= collapse and not grace and not others:
                 return Judgement(
-                    Status.WARNING,
-                    "%s improved (%s -> %s) but fell from its best level %s (more than %s of its "
-                    "range). Try: a lower learning rate or clip range; keep the best checkpoint."
-                    % (ref.tag, fmt(head), fmt(tail), fmt(best), pct(peak_drop).lstrip("+")),
+                    Status.CRITICAL,
+                    "%s collapsed: it rose %s -> %s, then fell back to %s (lost %s of the gain, "
+                    "threshold %s) and nothing else improves. Try: restart from the best "
+                    "checkpoint with a lower learning rate or clip range."
+                    % (
+                        ref.tag,
+                        fmt(head),
+                        fmt(best),
+                        fmt(tail),
+                        pct(lost).lstrip("+"),
+                        pct(collapse).lstrip("+"),
+                    ),
                     details,
                 )
+            return Judgement(
+                Status.WARNING,
+                "%s rose %s -> %s but fell back to %s (lost %s of the gain, threshold %s). "
+                "Try: a lower learning rate or clip range; keep the best checkpoint."
+                % (
+                    ref.tag,
+                    fmt(head),
+                    fmt(best),
+                    fmt(tail),
+                    pct(lost).lstrip("+"),
+                    pct(peak_drop).lstrip("+"),
+                ),
+                details,
+            )
+        if improving(stats, min_change):
             return Judgement(
                 Status.OK,
                 "%s improves: %s -> %s (%s)." % (ref.tag, fmt(head), fmt(tail), pct(change)),
                 details,
             )
-        if declining(stats, min_change):
-            if grace or progress.improving:
-                why = "in grace" if grace else "but %s" % progress.describe()
+        if reward_falls(stats, min_change):
+            if progress.improving or not evidence.enough(stats, config):
+                why = (
+                    "but %s" % progress.describe()
+                    if progress.improving
+                    else "CRITICAL if it lasts %d points (%s)"
+                    % (evidence.points_needed(config), evidence.describe())
+                )
                 return Judgement(
                     Status.WARNING,
                     "%s decreases: %s -> %s (%s, threshold %s) -- %s. Watch it."

@@ -1,9 +1,11 @@
 """Success Rate: zero or low success means the training failed.
 
-* Success that never left zero is WARNING while the metric is in grace or while something else
-  clearly improves (reward, another success metric, a reward component), CRITICAL otherwise.
+* Success that never left zero is CRITICAL only when nothing improves (reward, another success
+  metric, a reward component) and the run's failure signs have persisted long enough (see
+  ``_common.Evidence``: zero success alone needs 3x the grace period, with rising entropy or a
+  dead reward component 2x, with both 1x); WARNING before that.
 * Low success (recent mean below ``low``) that is not rising: WARNING.
-* Success that fell ``drop`` below its best level: WARNING.
+* Success whose smoothed tail fell ``drop`` below its best level: WARNING.
 Success logged in percent (max > 1) is scaled to [0, 1].
 """
 
@@ -18,11 +20,11 @@ from tblive.metrics import Config, MetricRef, Roles
 from tblive.rules._common import (
     Judgement,
     View,
+    failure_evidence,
     fmt,
     improving,
     in_grace,
     judge_all,
-    learning_progress,
     smoothed_levels,
     success_scale,
     trend_details,
@@ -36,7 +38,8 @@ NAME = "Success Rate"
 def check(view: View, roles: Roles, config: Config) -> List[Finding]:
     if not roles.success:
         return []
-    progress = learning_progress(view, roles, config)
+    evidence = failure_evidence(view, roles, config)
+    progress = evidence.progress
     zero = config.threshold(KEY, "zero")
     low = config.threshold(KEY, "low")
     drop = config.threshold(KEY, "drop")
@@ -46,7 +49,7 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
         if stats.finite_count == 0:
             return None
         scale = success_scale(stats)
-        recent = stats.recent.mean / scale
+        recent = stats.tail_value() / scale
         best_levels = smoothed_levels(stats)
         best = float(np.max(best_levels)) / scale if best_levels.size else recent
         details = dict(trend_details(stats))
@@ -62,6 +65,8 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
                 "in_grace": in_grace(stats, config),
                 "learning": progress.improving,
                 "evidence": progress.evidence,
+                "failure_signs": evidence.signs,
+                "points_needed": evidence.points_needed(config),
             }
         )
         span = "%d points (steps %s..%s)" % (stats.finite_count, stats.first_step, stats.last_step)
@@ -79,6 +84,20 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
                     "%s stayed at 0 over %s, but the run is learning (%s). If it stays 0, check "
                     "the success criterion, episode length and curriculum."
                     % (ref.tag, span, progress.describe()),
+                    details,
+                )
+            if not evidence.enough(stats, config):
+                return Judgement(
+                    Status.WARNING,
+                    "%s stayed at 0 over %s and nothing improves yet (%s); early in a healthy "
+                    "run that is normal. CRITICAL if it lasts %d points (%s)."
+                    % (
+                        ref.tag,
+                        span,
+                        progress.describe(),
+                        evidence.points_needed(config),
+                        evidence.describe(),
+                    ),
                     details,
                 )
             return Judgement(

@@ -6,7 +6,8 @@ Contract:
   ``SlackSink(token=..., channel=...)`` posts with ``slack_sdk.WebClient.chat_postMessage``.
   ``base_url`` points the bot-token client at another API root (tests, Slack-compatible
   servers); it must end with ``/api/``-like root (``http://127.0.0.1:8080/api/``).
-  :meth:`SlackSink.from_env` reads ``SLACK_WEBHOOK_URL`` / ``SLACK_BOT_TOKEN``.
+  The environment (``SLACK_WEBHOOK_URL``, ``SLACK_BOT_TOKEN``, ``SLACK_API_BASE_URL``) is read by
+  :meth:`tblive.engine.SinkSettings.from_environment`, not here.
 * Messages are Block Kit (:func:`build_blocks`: header with status emoji and title, fields
   run/status/host/step, one bullet per finding, the key metric's sparkline) and always carry
   the plain ``text`` fallback (:func:`fallback_text`).
@@ -25,8 +26,7 @@ Contract:
 from __future__ import annotations
 
 import logging
-import os
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Optional
 
 from tblive.alerts import Alert
 from tblive.sinks import RedactingFilter, redact, secret_variants
@@ -207,35 +207,6 @@ class SlackSink:
             self._client = WebClient(
                 token=token, timeout=timeout, logger=_sdk_logger, retry_handlers=handlers, **kwargs
             )
-
-    @classmethod
-    def from_env(
-        cls,
-        webhook_url: Optional[str] = None,
-        channel: Optional[str] = None,
-        environ: Optional[Mapping[str, str]] = None,
-        **kwargs: Any,
-    ) -> Optional[SlackSink]:
-        """Build from CLI values and the environment, or ``None`` when Slack is not configured.
-
-        Precedence: an explicit ``webhook_url``; else ``SLACK_BOT_TOKEN`` when a ``channel``
-        is given; else ``SLACK_WEBHOOK_URL``. ``SLACK_API_BASE_URL`` sets ``base_url`` unless
-        passed in ``kwargs``. A channel without a token and without a webhook raises ValueError.
-        """
-        env = os.environ if environ is None else environ
-        if "base_url" not in kwargs and env.get("SLACK_API_BASE_URL"):
-            kwargs["base_url"] = env["SLACK_API_BASE_URL"]
-        if webhook_url:
-            return cls(webhook_url=webhook_url, **kwargs)
-        token = env.get("SLACK_BOT_TOKEN")
-        if channel and token:
-            return cls(token=token, channel=channel, **kwargs)
-        env_webhook = env.get("SLACK_WEBHOOK_URL")
-        if env_webhook:
-            return cls(webhook_url=env_webhook, **kwargs)
-        if channel:
-            raise ValueError("Slack: --slack-channel was given but SLACK_BOT_TOKEN is not set")
-        return None
 
     def __repr__(self) -> str:
         return "SlackSink(mode=%r, channel=%r)" % (self.mode, self.channel)
