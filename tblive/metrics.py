@@ -182,7 +182,7 @@ DEFAULT_THRESHOLDS: Dict[str, Dict[str, float]] = {
     "reward": {
         # smallest relative change (head -> tail) that counts as improving / decreasing
         "min_change": 0.05,
-        # tail this far below the best level, relative to the run's range, is a fall from peak
+        # share of its gain (best smoothed level - head) a reward lost from its best: WARNING
         "peak_drop": 0.3,
         # share of that gain lost, back near the start: CRITICAL when nothing else improves
         "collapse": 0.8,

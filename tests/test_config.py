@@ -224,3 +224,28 @@ def test_regex_and_exclusion_patterns():
     config.patterns["success"] = [r"re:^goal_(hit|reached)$", "!*debug*"]
     roles = classify(["goal_hit", "goal_reached", "goal_hits", "debug/goal_hit"], config)
     assert sorted(r.tag for r in roles.success) == ["goal_hit", "goal_reached"]
+
+
+def test_readme_documents_every_config_key(tmp_path):
+    """The TOML example in README.md loads, and names every threshold the code has."""
+    from pathlib import Path
+
+    from tblive.metrics import DEFAULT_THRESHOLDS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Configuration") :]
+    block = section[
+        section.index("```toml") + len("```toml") : section.index(
+            "```", section.index("```toml") + 7
+        )
+    ]
+    path = tmp_path / "tblive.toml"
+    path.write_text(block, encoding="utf-8")
+    config = load_config(str(path))
+    for check, keys in DEFAULT_THRESHOLDS.items():
+        for key in keys:
+            assert config.threshold(check, key) == pytest.approx(DEFAULT_THRESHOLDS[check][key]), (
+                check,
+                key,
+            )
+            assert "\n%s = " % key in block or "\n%s =" % key in block, (check, key)
