@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 HEADER_SIZE = 12  # u64 length + u32 length crc
 FOOTER_SIZE = 4  # u32 payload crc
 FRAME_OVERHEAD = HEADER_SIZE + FOOTER_SIZE
-DEFAULT_BLOCK_SIZE = 4 << 20
+DEFAULT_BLOCK_SIZE = 1 << 20  # bounds the transient numpy arrays too (RSS of a long-lived daemon)
 _MAX_FAST_LENGTH = 1 << 24  # the vectorised header search handles 3-byte lengths
 _MAX_RECORD_LENGTH = 1 << 34  # anything larger is a corrupt header, not a record
 

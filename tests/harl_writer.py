@@ -9,8 +9,9 @@ which tensorboardX puts in nested folders ``<run>/agentN/dist_entropy/agentN/dis
     writer.add_scalar("average_step_reward", flat + noise, step)
 
 The *failure pattern* is the original MAPush failure: entropy 1.31 -> 2.17, success 0
-throughout, push reward ~1e-5, flat noisy step reward.  With the default grace (50 points) it
-becomes CRITICAL (Entropy, Success Rate) at the 50th point.  The *recovery* continues it with
+throughout, push reward ~1e-5, flat noisy step reward.  It shows all three failure signs, so
+it becomes CRITICAL (Entropy, Success Rate) once past the default grace (25 points), well
+before its 60th point.  The *recovery* continues it with
 entropy falling back, success and rewards rising.
 """
 

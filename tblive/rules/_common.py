@@ -119,6 +119,25 @@ def spike_factor(stats: MetricStats, skip: float = 0.1) -> float:
     return float(lv.max()) / median
 
 
+def spike_judgement(
+    ref: MetricRef,
+    stats: MetricStats,
+    factor: float,
+    threshold: float,
+    advice: str,
+    details: Dict[str, Any],
+) -> Optional[Judgement]:
+    """WARNING when the metric's largest level is ``threshold`` x its median level, else None."""
+    if factor < threshold:
+        return None
+    return Judgement(
+        Status.WARNING,
+        "%s spikes to %s, x%s its median level (threshold x%s). %s"
+        % (ref.tag, fmt(stats.max), fmt(factor), fmt(threshold), advice),
+        details,
+    )
+
+
 def zero_share(stats: MetricStats) -> float:
     return stats.zero_count / stats.count if stats.count else 0.0
 

@@ -28,6 +28,7 @@ from tblive.rules._common import (
     judge_all,
     levels,
     spike_factor,
+    spike_judgement,
     trend_details,
     zero_share,
 )
@@ -109,13 +110,9 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
             return Judgement(
                 Status.WARNING, "%s, threshold x%s). %s" % (grows, fmt(warn), advice_up), details
             )
-        if spikes >= spike:
-            return Judgement(
-                Status.WARNING,
-                "%s spikes to %s, x%s its median level (threshold x%s). %s"
-                % (ref.tag, fmt(stats.max), fmt(spikes), fmt(spike), advice_up),
-                details,
-            )
+        spiky = spike_judgement(ref, stats, spikes, spike, advice_up, details)
+        if spiky is not None:
+            return spiky
         typical = float(np.median(np.abs(levels(stats)))) if stats.finite_count else 0.0
         details["median_level"] = typical
         if typical > 0 and tail <= vanish * typical and head > tail and trend.significant:

@@ -87,34 +87,24 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
                 }
             )
             others = [e for e in progress.evidence if not e.startswith(ref.tag + " ")]
+            story = "%s rose %s -> %s, then fell back to %s (lost %s of the gain, threshold %s)" % (
+                ref.tag,
+                fmt(head),
+                fmt(best),
+                fmt(tail),
+                pct(lost).lstrip("+"),
+                pct(collapse if lost >= collapse else peak_drop).lstrip("+"),
+            )
             if lost >= collapse and not grace and not others:
                 return Judgement(
                     Status.CRITICAL,
-                    "%s collapsed: it rose %s -> %s, then fell back to %s (lost %s of the gain, "
-                    "threshold %s) and nothing else improves. Try: restart from the best "
-                    "checkpoint with a lower learning rate or clip range."
-                    % (
-                        ref.tag,
-                        fmt(head),
-                        fmt(best),
-                        fmt(tail),
-                        pct(lost).lstrip("+"),
-                        pct(collapse).lstrip("+"),
-                    ),
+                    "%s and nothing else improves: the run collapsed. Try: restart from the best "
+                    "checkpoint with a lower learning rate or clip range." % story,
                     details,
                 )
             return Judgement(
                 Status.WARNING,
-                "%s rose %s -> %s but fell back to %s (lost %s of the gain, threshold %s). "
-                "Try: a lower learning rate or clip range; keep the best checkpoint."
-                % (
-                    ref.tag,
-                    fmt(head),
-                    fmt(best),
-                    fmt(tail),
-                    pct(lost).lstrip("+"),
-                    pct(peak_drop).lstrip("+"),
-                ),
+                "%s. Try: a lower learning rate or clip range; keep the best checkpoint." % story,
                 details,
             )
         if improving(stats, min_change):

@@ -36,6 +36,7 @@ from tblive.rules._common import (
     levels,
     return_scale_growth,
     spike_factor,
+    spike_judgement,
     trend_details,
 )
 from tblive.stats import MetricStats
@@ -138,13 +139,9 @@ def _value_loss(view: View, roles: Roles, config: Config) -> List[Finding]:
             return Judgement(
                 Status.WARNING, "%s (threshold x%s). %s" % (grows, fmt(warn), advice), details
             )
-        if spikes >= spike:
-            return Judgement(
-                Status.WARNING,
-                "%s spikes to %s, x%s its median level (threshold x%s). %s"
-                % (ref.tag, fmt(stats.max), fmt(spikes), fmt(spike), advice),
-                details,
-            )
+        spiky = spike_judgement(ref, stats, spikes, spike, advice, details)
+        if spiky is not None:
+            return spiky
         return Judgement(
             Status.OK, "%s: %s -> %s; no divergence." % (ref.tag, fmt(head), fmt(tail)), details
         )
