@@ -53,7 +53,7 @@ from tblive.analysis import RunResult, new_stats
 from tblive.engine import AlertEngine, SinkSettings, build_sinks
 from tblive.findings import Finding, Status, Verdict
 from tblive.metrics import Config, load_config
-from tblive.runs import series_name
+from tblive.runs import SeriesFeed, series_name
 from tblive.stats import MetricStats
 from tblive.verdict import evaluate_with_roles
 
@@ -253,10 +253,9 @@ class Monitor:
         self._hot_errors = 0
         # monitor thread state (guarded by _lock)
         self._lock = threading.RLock()
-        self._stats: Dict[str, MetricStats] = {}
-        self._last_step: Dict[str, int] = {}
+        self._feeds: Dict[str, SeriesFeed] = {}
+        self._stats: Dict[str, MetricStats] = {}  # the feeds' sinks, as the verdict reads them
         self._processed = 0
-        self._rewinds = 0
         self._overflows = 0
         self._pending = 0
         self._judgements = 0
@@ -494,8 +493,7 @@ class Monitor:
                 len(queue),
             )
         pop = queue.popleft
-        stats = self._stats
-        last_steps = self._last_step
+        feeds = self._feeds
         moved = 0
         while True:
             try:
@@ -503,16 +501,11 @@ class Monitor:
             except IndexError:
                 break
             try:
-                series = stats.get(tag)
-                if series is None:
-                    series = stats[tag] = new_stats(tag)
-                else:
-                    last = last_steps.get(tag)
-                    if last is not None and step <= last:
-                        series.rewind(step)
-                        self._rewinds += 1
-                series.update(step, value, wall)
-                last_steps[tag] = step
+                feed = feeds.get(tag)
+                if feed is None:
+                    feed = feeds[tag] = SeriesFeed(new_stats(tag))
+                    self._stats[tag] = feed.sink  # type: ignore[assignment]
+                feed.add(step, value, wall)
                 moved += 1
             except Exception:
                 self._errors += 1
@@ -602,7 +595,7 @@ class Monitor:
             "points": self._processed,
             "queued": len(self._queue),
             "series": len(self._stats),
-            "rewinds": self._rewinds,
+            "rewinds": sum(feed.rewinds for feed in self._feeds.values()),
             "bad_values": self._bad_values,
             "errors": self._errors + self._hot_errors + self.engine.errors,
             "hook_errors": self._hook_errors,

@@ -120,6 +120,74 @@ class Tee:
             sink.rewind(step)
 
 
+class SeriesFeed:
+    """Feeds one series' sink in write order with the restart rule every door shares.
+
+    A point whose step is not after the series' last step (a resume from a checkpoint, or a
+    duplicate) first rewinds the sink to that step, so later points replace the earlier ones.
+    The reader feeds decoded batches (:meth:`add_many`; they are gathered into batches of up to
+    ``BATCH`` points, since each ``update_many`` call has a fixed cost, and handed over at the
+    latest by :meth:`flush`), the in-process monitor single values (:meth:`add`, for sinks that
+    also have ``update(step, value, wall_time)``).
+    """
+
+    BATCH = 65536
+
+    __slots__ = ("sink", "last_step", "rewinds", "_pending", "_pending_points")
+
+    def __init__(self, sink: SeriesSink) -> None:
+        self.sink = sink
+        self.last_step: Optional[int] = None
+        self.rewinds = 0
+        self._pending: List[Tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pending_points = 0
+
+    def add(self, step: int, value: float, wall_time: Optional[float] = None) -> None:
+        if self._pending:
+            self.flush()
+        if self.last_step is not None and step <= self.last_step:
+            self.sink.rewind(step)
+            self.rewinds += 1
+        self.sink.update(step, value, wall_time)  # type: ignore[attr-defined]
+        self.last_step = step
+
+    def add_many(self, steps: np.ndarray, values: np.ndarray, walls: np.ndarray) -> None:
+        """Append points in order; each run of increasing steps is one batch."""
+        if steps.shape[0] == 0:
+            return
+        cuts = (np.flatnonzero(np.diff(steps) <= 0) + 1).tolist() if steps.shape[0] > 1 else []
+        bounds = [0] + cuts + [steps.shape[0]]
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            first = int(steps[lo])
+            if self.last_step is not None and first <= self.last_step:
+                self.flush()
+                self.sink.rewind(first)
+                self.rewinds += 1
+            self._pending.append((steps[lo:hi], values[lo:hi], walls[lo:hi]))
+            self._pending_points += hi - lo
+            self.last_step = int(steps[hi - 1])
+            if self._pending_points >= self.BATCH:
+                self.flush()
+
+    def restart(self, step: int) -> None:
+        """A ``SessionLog.START`` at ``step``: forget the points at steps >= it."""
+        if self.last_step is not None and self.last_step >= step:
+            self.flush()
+            self.sink.rewind(step)
+            self.rewinds += 1
+            self.last_step = step - 1
+
+    def flush(self) -> None:
+        """Hand the gathered points to the sink."""
+        if not self._pending:
+            return
+        pending, self._pending, self._pending_points = self._pending, [], 0
+        if len(pending) == 1:
+            self.sink.update_many(*pending[0])
+        else:
+            self.sink.update_many(*(np.concatenate(parts) for parts in zip(*pending)))
+
+
 # -- layout ------------------------------------------------------------------------------------
 
 
@@ -258,8 +326,7 @@ class Run:
         self.path = layout.root
         self._sink_factory = sink_factory
         self._verify_payload = verify_payload
-        self.sinks: Dict[str, SeriesSink] = {}
-        self.last_step: Dict[str, int] = {}
+        self.feeds: Dict[str, SeriesFeed] = {}
         self.points = 0
         self.summary_points = 0
         self._sources: Dict[str, _Source] = {}
@@ -303,8 +370,14 @@ class Run:
         return total
 
     @property
+    def sinks(self) -> Dict[str, SeriesSink]:
+        """Series name -> its sink (statistics, or every point), in the order first seen."""
+        return {name: feed.sink for name, feed in self.feeds.items()}
+
+    @property
     def total_steps(self) -> int:
-        return max(self.last_step.values(), default=0)
+        steps = [feed.last_step for feed in self.feeds.values() if feed.last_step is not None]
+        return max(steps, default=0)
 
     def _scan_files(self, source: _Source) -> List[RecordFile]:
         try:
@@ -328,13 +401,16 @@ class Run:
                     self._apply(source, source.decoder.decode(block))
         if self._read_summary_json:
             self._merge_summary_json()
+        if self.points != before:
+            for feed in self.feeds.values():
+                feed.flush()
         return self.points - before
 
-    def _sink(self, name: str) -> SeriesSink:
-        sink = self.sinks.get(name)
-        if sink is None:
-            sink = self.sinks[name] = self._sink_factory(name)
-        return sink
+    def _feed(self, name: str) -> SeriesFeed:
+        feed = self.feeds.get(name)
+        if feed is None:
+            feed = self.feeds[name] = SeriesFeed(self._sink_factory(name))
+        return feed
 
     def _apply(self, source: _Source, batch: ScalarBatch) -> None:
         """Feed a decoded batch to the sinks, applying the restart rules."""
@@ -351,10 +427,7 @@ class Run:
 
     def _restart(self, source: _Source, step: int) -> None:
         for name in set(source.names.values()):
-            last = self.last_step.get(name)
-            if last is not None and last >= step:
-                self.sinks[name].rewind(step)
-                self.last_step[name] = step - 1
+            self._feed(name).restart(step)
 
     def _apply_segment(self, source: _Source, batch: ScalarBatch, start: int, end: int) -> None:
         tag_ids = batch.tag_ids[start:end]
@@ -374,21 +447,7 @@ class Run:
             self._append(name, batch.steps[index], batch.values[index], batch.wall_times[index])
 
     def _append(self, name: str, steps: np.ndarray, values: np.ndarray, walls: np.ndarray) -> None:
-        """Append one series' points in order; a step not after the last rewinds first."""
-        sink = self._sink(name)
-        last = self.last_step.get(name)
-        if steps.shape[0] > 1:
-            cuts = np.flatnonzero(np.diff(steps) <= 0) + 1
-        else:
-            cuts = np.zeros(0, np.int64)
-        bounds = [0] + cuts.tolist() + [steps.shape[0]]
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
-            first = int(steps[lo])
-            if last is not None and first <= last:
-                sink.rewind(first)
-            sink.update_many(steps[lo:hi], values[lo:hi], walls[lo:hi])
-            last = int(steps[hi - 1])
-        self.last_step[name] = last if last is not None else 0
+        self._feed(name).add_many(steps, values, walls)
         self.points += steps.shape[0]
 
     # -- summary.json -------------------------------------------------------------------
@@ -426,7 +485,7 @@ class Run:
                 continue
             table = table[np.argsort(table[:, 1], kind="stable")]
             steps = table[:, 1].astype(np.int64)
-            last = self.last_step.get(name)
+            last = self._feed(name).last_step
             keep = np.ones(steps.shape[0], bool) if last is None else steps > last
             if keep.any():
                 before = self.points

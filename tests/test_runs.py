@@ -108,7 +108,7 @@ def test_restart_rules_with_statistics_sinks(tmp_path: Path) -> None:
     (run,) = logdir.runs.values()
     stats = run.sinks["a"]
     assert stats.count == 60 and stats.last_step == 59
-    assert run.last_step["a"] == 59 and run.total_steps == 59
+    assert run.feeds["a"].last_step == 59 and run.total_steps == 59
 
 
 # -- live writers and cuts ------------------------------------------------------------------------
