@@ -208,6 +208,7 @@ class Alert:
             "check": self.check,
             "step": self.step,
             "host": self.host,
+            "title": self.title,
             "message": self.title if not self.message else "%s: %s" % (self.title, self.message),
             "findings": [f.to_dict() for f in self.findings],
             "key_metric": self.key_metric,

@@ -1,6 +1,6 @@
 """JSON-lines events log (``--events-log``): one JSON object per alert per line.
 
-Fields: ``time, run, kind, status, previous, check, step, host, message, findings[...],
+Fields: ``time, run, kind, status, previous, check, step, host, title, message, findings[...],
 key_metric, values`` (see :meth:`tblive.alerts.Alert.to_dict`). Non-finite floats become
 the strings ``"nan"``, ``"inf"``, ``"-inf"`` so every line is strict JSON; numpy scalars
 become Python numbers. The file is opened in append mode on first use (parent directories
