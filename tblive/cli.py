@@ -45,10 +45,13 @@ class _Progress:
         self.stream.flush()
 
 
-def _load_config(path: Optional[str]):
+def _load_config(path: Optional[str], expected_steps: Optional[int] = None):
     from tblive.metrics import Config, load_config
 
-    return load_config(path) if path else Config.default()
+    config = load_config(path) if path else Config.default()
+    if expected_steps:
+        config.grace.expected_steps = int(expected_steps)
+    return config
 
 
 def _fail(message: str) -> int:
@@ -98,7 +101,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from tblive.report import overall_status, render_json, render_text
 
     try:
-        config = _load_config(args.config)
+        config = _load_config(args.config, args.expected_steps)
         results = _analyze([args.logdir], config, args.verify_crc)
     except (ConfigError, OSError, ValueError) as error:
         return _fail(str(error))
@@ -122,7 +125,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from tblive.report import overall_status
 
     try:
-        config = _load_config(args.config)
+        config = _load_config(args.config, args.expected_steps)
         results = _analyze(args.runs, config, args.verify_crc)
     except (ConfigError, OSError, ValueError) as error:
         return _fail(str(error))
@@ -144,7 +147,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from tblive.metrics import ConfigError
 
     try:
-        config = _load_config(args.config)
+        config = _load_config(args.config, args.expected_steps)
     except (ConfigError, OSError, ValueError) as error:
         return _fail(str(error))
     if str(args.log_level).upper() == "WARNING":  # the default: still show every alert/lifecycle
@@ -182,6 +185,13 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="TOML file overriding patterns/thresholds")
+    parser.add_argument(
+        "--expected-steps",
+        type=int,
+        metavar="N",
+        help="the planned length of the runs in steps (grace.expected_steps): failure signs "
+        "are then judged against shares of it instead of point counts",
+    )
     parser.add_argument(
         "--verify-crc",
         action="store_true",
@@ -299,6 +309,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return int(args.handler(args))
     except KeyboardInterrupt:  # pragma: no cover - interactive
         return 130
+    except Exception as error:  # a bug or an input nobody foresaw: one line, never a traceback
+        logging.getLogger("tblive").debug("unexpected error", exc_info=True)
+        return _fail(
+            "%s: %s (run with --log-level DEBUG for details)" % (type(error).__name__, error)
+        )
 
 
 def _entry() -> None:  # pragma: no cover

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from tblive.analysis import RunResult
 from tblive.findings import STATUS_EMOJI, Status
 from tblive.metrics import MetricRef
-from tblive.report import _json_safe, _paint
+from tblive.report import json_safe, paint
 from tblive.stats import MetricStats, format_number
 
 #: (label, role name, higher is better) of the metrics compared, in display order
@@ -72,7 +72,7 @@ def compare_to_dict(results: Sequence[RunResult]) -> Dict[str, Any]:
                 "checks": checks,
             }
         )
-    return _json_safe({"schema_version": 1, "runs": runs})
+    return json_safe({"schema_version": 1, "runs": runs})
 
 
 def _cell(value: Any) -> str:
@@ -119,7 +119,7 @@ def compare_table(results: Sequence[RunResult], colour: bool = False) -> str:
             text = cell.ljust(width)
             status = cell.split()[-1] if cell.split() else ""
             if status in Status.__members__:
-                text = _paint(text, Status[status], colour)
+                text = paint(text, Status[status], colour)
             rendered.append(text)
         lines.append("  ".join([title.ljust(first_width)] + rendered).rstrip())
     return "\n".join(lines)

@@ -45,7 +45,6 @@ import logging
 import os
 import signal
 import statistics
-import tempfile
 import threading
 import time
 from collections import deque
@@ -87,8 +86,8 @@ class WatchOptions:
     config: Optional[Config] = None
     interval: float = 60.0
     poll_interval: Optional[float] = None  # None: native observer (inotify); seconds: polling
-    slack_webhook: Optional[str] = None
-    slack_token: Optional[str] = None
+    slack_webhook: Optional[str] = field(default=None, repr=False)  # secrets: never in a repr
+    slack_token: Optional[str] = field(default=None, repr=False)
     slack_channel: Optional[str] = None
     slack_base_url: Optional[str] = None
     on_critical: Optional[str] = None
@@ -168,6 +167,7 @@ class Watcher:
         self.states: Dict[str, _RunState] = {}
         self._dirs: Dict[str, str] = {}  # source or run directory -> run name
         self._stop = threading.Event()
+        self.signalled = 0  # set by the signal handler of watch() (see there)
         self._started = threading.Event()  # the loop is following the directory
         self._done = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -207,6 +207,9 @@ class Watcher:
     @property
     def stopping(self) -> bool:
         stop_event = self.options.stop_event
+        if self.signalled and not self._stop.is_set():
+            logger.info("signal %d received: stopping", self.signalled)
+            self._stop.set()
         return self._stop.is_set() or (stop_event is not None and stop_event.is_set())
 
     @property
@@ -324,7 +327,11 @@ class Watcher:
             logger.warning("cannot scan %s: %s (will retry)", self.path, error)
             return set()
         for name in gone:
-            logger.warning("run '%s': its directory was removed; no longer followed", name)
+            logger.warning(
+                "run '%s' is gone (its directory was removed, or it is now part of another "
+                "run); no longer followed",
+                name,
+            )
             self.states.pop(name, None)
             if self.engine is not None:
                 self.engine.forget(name)
@@ -513,27 +520,19 @@ class Watcher:
         if not target:
             return None
         try:
-            results = [
-                judge_run(state.run, self.config) for _, state in sorted(self.states.items())
-            ]
-            from tblive.report import render_json
+            from tblive.analysis import RunResult
+            from tblive.report import render_json, write_atomically
 
+            results = []
+            for name, state in sorted(self.states.items()):
+                verdict = self.engine.verdicts.get(name) if self.engine is not None else None
+                roles = self.engine.roles.get(name) if self.engine is not None else None
+                if verdict is None or roles is None or state.judged_points != state.run.points:
+                    results.append(judge_run(state.run, self.config))  # new data since
+                else:
+                    results.append(RunResult(state.run, verdict, roles))
             text = json.dumps(render_json(self.options.logdir, results), indent=2) + "\n"
-            directory = os.path.dirname(os.path.abspath(target))
-            os.makedirs(directory, exist_ok=True)
-            handle, temp = tempfile.mkstemp(
-                prefix=".%s." % os.path.basename(target), suffix=".tmp", dir=directory
-            )
-            try:
-                with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                    stream.write(text)
-                os.replace(temp, target)
-            except BaseException:
-                try:
-                    os.unlink(temp)
-                except OSError:
-                    pass
-                raise
+            write_atomically(target, text)
         except Exception as error:
             logger.warning("cannot write the final report %s: %s", target, error)
             return None
@@ -568,8 +567,10 @@ def watch(options: WatchOptions) -> int:
     if threading.current_thread() is threading.main_thread():
 
         def handle(signum: int, frame: Any) -> None:
-            logger.info("signal %d received: stopping", signum)
-            watcher.request_stop()
+            # Only a plain attribute write: a handler runs between two bytecodes of the main
+            # thread, which may hold an Event's lock right then (Event.set would deadlock,
+            # and so could logging). The loop looks at the flag at least once a second.
+            watcher.signalled = signum
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional
 
 from tblive.alerts import Alert, AlertPolicy, AlertTracker
@@ -34,8 +34,8 @@ SPARKLINE_POINTS = 20
 class SinkSettings:
     """Which sinks to build; every field optional (the console/log sink is always there)."""
 
-    slack_webhook: Optional[str] = None
-    slack_token: Optional[str] = None
+    slack_webhook: Optional[str] = field(default=None, repr=False)  # secrets: never in a repr
+    slack_token: Optional[str] = field(default=None, repr=False)
     slack_channel: Optional[str] = None
     slack_base_url: Optional[str] = None
     on_critical: Optional[str] = None
@@ -127,6 +127,7 @@ class AlertEngine:
             sinks if sinks is not None else build_sinks(SinkSettings())
         )
         self.verdicts: Dict[str, Verdict] = {}
+        self.roles: Dict[str, Roles] = {}  # of the run's last verdict, for reports
         self.errors = 0
 
     def judge(
@@ -143,6 +144,7 @@ class AlertEngine:
             logger.exception("tblive could not judge run %s", run)
             return self.verdicts.get(run)
         self.verdicts[run] = verdict
+        self.roles[run] = roles
         return verdict
 
     def lifecycle(
@@ -170,6 +172,7 @@ class AlertEngine:
     def forget(self, run: str) -> None:
         self.tracker.forget(run)
         self.verdicts.pop(run, None)
+        self.roles.pop(run, None)
 
     def close(self, timeout: float = 5.0) -> bool:
         """Deliver what is pending (bounded by ``timeout``) and stop the sink threads."""

@@ -130,30 +130,37 @@ _DTYPES = {
 
 
 def scalar_from_tensor(tensor) -> Optional[float]:
-    """The value of a rank-0 (or one-element) numeric ``TensorProto``, else None."""
+    """The value of a rank-0 (or one-element) numeric ``TensorProto``; None when it is not one
+    or its bytes do not make one (never raises)."""
     if any(dim.size != 1 for dim in tensor.tensor_shape.dim):
         return None
     spec = _DTYPES.get(tensor.dtype)
     if spec is None:
         return None
     field_name, dtype = spec
-    if tensor.tensor_content:
+    content = tensor.tensor_content
+    if content:
         if dtype == "bfloat16":
-            if len(tensor.tensor_content) != 2:
+            if len(content) != 2:
                 return None
-            bits = int.from_bytes(tensor.tensor_content, "little") << 16
-            return float(np.array([bits], dtype="<u4").view("<f4")[0])
-        array = np.frombuffer(tensor.tensor_content, dtype=dtype)
-        return float(array[0]) if array.shape[0] == 1 else None
+            return _bfloat16(int.from_bytes(content, "little"))
+        if len(content) != np.dtype(dtype).itemsize:
+            return None
+        return float(np.frombuffer(content, dtype=dtype)[0])
     values = getattr(tensor, field_name)
     if len(values) != 1:
         return None
     value = values[0]
-    if field_name == "half_val":  # half and bfloat16 are stored as their bit pattern
+    if field_name == "half_val":  # half and bfloat16 are stored as their 16-bit pattern
+        bits = int(value) & 0xFFFF
         if dtype == "bfloat16":
-            return float(np.array([value << 16], dtype="<u4").view("<f4")[0])
-        return float(np.array([value], dtype="<u2").view("<f2")[0])
+            return _bfloat16(bits)
+        return float(np.array([bits], dtype="<u2").view("<f2")[0])
     return float(value)
+
+
+def _bfloat16(bits: int) -> float:
+    return float(np.array([(bits & 0xFFFF) << 16], dtype="<u4").view("<f4")[0])
 
 
 @dataclass
@@ -221,7 +228,8 @@ class EventDecoder:
         value_tag_at = tag_start + tag_len
         fast &= value_tag_at + 5 == ends
         fast &= raw[np.minimum(value_tag_at, raw.shape[0] - 1)] == 0x15
-        values = _fixed(raw, value_tag_at + 1, "<f4").astype(np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):  # rows the checks above rejected
+            values = _fixed(raw, value_tag_at + 1, "<f4").astype(np.float64)
         keep = np.flatnonzero(fast)
         return (
             fast,
@@ -278,7 +286,16 @@ class EventDecoder:
         extra_values: List[float] = []
         restart_records: List[Tuple[int, int]] = []
         for record in slow_index.tolist():
-            for kind, tag, step, wall, value in self._decode_record(block, record):
+            try:
+                decoded = list(self._decode_record(block, record))
+            except Exception as error:  # a parsed event whose contents make no sense
+                issue = ReadIssue(
+                    block.path, block.file_offset(record), "unreadable event (%s); skipped" % error
+                )
+                self.issues.append(issue)
+                logger.warning("%s", issue)
+                continue
+            for kind, tag, step, wall, value in decoded:
                 if kind == "restart":
                     restart_records.append((record, step))
                     continue
@@ -344,7 +361,8 @@ class EventDecoder:
                 plugin = self.plugin_of_tag.get(tag, "")
                 scalar = scalar_from_tensor(value.tensor) if plugin == SCALARS_PLUGIN else None
                 if scalar is None:
-                    self.skipped[plugin or "tensors"] += 1
+                    kind_name = "malformed scalar tensors" if plugin == SCALARS_PLUGIN else plugin
+                    self.skipped[kind_name or "tensors"] += 1
                 else:
                     yield ("scalar", tag, int(event.step), event.wall_time, scalar)
             elif kind is None:

@@ -164,6 +164,9 @@ DEFAULT_PATTERNS: Dict[str, List[str]] = {
         "loss/val*",
         "val/*loss*",
     ],
+    # curriculum progress (ML-Agents lessons, task difficulty): a reward drop when it steps up
+    # is expected, not a collapse
+    "curriculum": ["*lesson*", "*curriculum*", "*difficulty*"],
 }
 
 ROLE_NAMES: Tuple[str, ...] = tuple(DEFAULT_PATTERNS)
@@ -475,10 +478,16 @@ def split_agent(tag: str) -> Tuple[Optional[str], str]:
     return None, tag
 
 
+_SEPARATORS = str.maketrans({" ": "_", "-": "_"})
+
+
 def _pattern_hit(pattern: str, name: str) -> bool:
+    """Globs match case-insensitively with space, ``-`` and ``_`` as one character: writers
+    rename tags (tensorboardX turns ML-Agents' ``Cumulative Reward`` into ``Cumulative_Reward``).
+    ``re:`` patterns see the tag as written (lowercased)."""
     if pattern.startswith("re:"):
         return re.search(pattern[3:], name, re.IGNORECASE) is not None
-    return fnmatch.fnmatchcase(name, pattern.lower())
+    return fnmatch.fnmatchcase(name.translate(_SEPARATORS), pattern.lower().translate(_SEPARATORS))
 
 
 def match_index(patterns: List[str], name: str) -> Optional[int]:
@@ -531,6 +540,7 @@ class Roles:
     actor_loss: List[MetricRef] = field(default_factory=list)
     train_loss: List[MetricRef] = field(default_factory=list)
     val_loss: List[MetricRef] = field(default_factory=list)
+    curriculum: List[MetricRef] = field(default_factory=list)
     #: the main reward: for per-agent rewards one per agent, else a single tag
     main_reward: List[MetricRef] = field(default_factory=list)
     #: agent prefix -> its tags
@@ -618,6 +628,8 @@ def classify(tags: Iterable[str], config: Optional[Config] = None) -> Roles:
             roles.train_loss.append(ref())
         if matches(patterns["val_loss"], base):
             roles.val_loss.append(ref())
+        if matches(patterns["curriculum"], base):
+            roles.curriculum.append(ref())
 
     if reward_candidates:
         reward_candidates.sort(key=lambda item: (item[0], item[1], item[2]))

@@ -18,8 +18,9 @@ Contract
 * **Status**: :attr:`Monitor.status`, :attr:`Monitor.findings`, :attr:`Monitor.problems`,
   :attr:`Monitor.verdict` read the latest verdict (plain attribute reads, any thread).
   :attr:`Monitor.should_stop` turns True (and stays True) once a verdict reaches ``stop_on``
-  (opt-in); ``on_critical(verdict)`` is called on the monitor thread each time the run enters
-  CRITICAL (its exceptions are logged and counted).
+  (opt-in); ``on_critical(verdict)`` is called by the thread that judges (the monitor thread;
+  the caller's in :meth:`Monitor.check_now` and :meth:`Monitor.close`) each time the run enters
+  CRITICAL (its exceptions are logged and counted; it may call ``close()``).
 * **Close**: :meth:`Monitor.close` (or leaving ``with Monitor(...)``) drains, judges a last time,
   announces ``finished`` (the same lifecycle alert as the daemon), writes the final JSON report
   (the shape of ``tblive report --json`` plus a ``monitor`` section), restores attached writers
@@ -197,7 +198,7 @@ class Monitor:
         self,
         run_name: Optional[str] = None,
         *,
-        config: Union[None, str, os.PathLike[str], Config] = None,
+        config: Union[None, str, os.PathLike, Config] = None,
         expected_steps: Optional[int] = None,
         interval: float = DEFAULT_INTERVAL,
         every_points: Optional[int] = None,
@@ -501,6 +502,8 @@ class Monitor:
             except IndexError:
                 break
             try:
+                if type(tag) is not str:  # a trainer's int or bytes key must not break the verdict
+                    tag = str(tag)
                 feed = feeds.get(tag)
                 if feed is None:
                     feed = feeds[tag] = SeriesFeed(new_stats(tag))
@@ -595,7 +598,7 @@ class Monitor:
             "points": self._processed,
             "queued": len(self._queue),
             "series": len(self._stats),
-            "rewinds": sum(feed.rewinds for feed in self._feeds.values()),
+            "rewinds": self._rewinds(),
             "bad_values": self._bad_values,
             "errors": self._errors + self._hot_errors + self.engine.errors,
             "hook_errors": self._hook_errors,
@@ -607,6 +610,10 @@ class Monitor:
             "alerts_dropped": dispatcher.dropped,
         }
 
+    def _rewinds(self) -> int:
+        with self._lock:  # the monitor thread adds series to _feeds
+            return sum(feed.rewinds for feed in self._feeds.values())
+
     def stats(self) -> Dict[str, MetricStats]:
         """A snapshot (shallow copy) of the per-series statistics; do not mutate them."""
         with self._lock:
@@ -617,12 +624,17 @@ class Monitor:
         """The JSON report of the run as it is now (``tblive report --json`` shape + ``monitor``)."""
         from tblive.report import render_json
 
-        with self._lock:
-            self._pending += self._drain()
-            verdict, roles = evaluate_with_roles(self.name, self._stats, self.config)
-            run = _MonitorRun(self.name, self._logdir or "", self._stats)
-            report = render_json(self._logdir or "", [RunResult(run, verdict, roles)])  # type: ignore[arg-type]
-        report["monitor"] = dict(self.counters, closed=self._closed)
+        try:
+            with self._lock:
+                self._pending += self._drain()
+                verdict, roles = evaluate_with_roles(self.name, self._stats, self.config)
+                run = _MonitorRun(self.name, self._logdir or "", self._stats)
+                report = render_json(self._logdir or "", [RunResult(run, verdict, roles)])  # type: ignore[arg-type]
+            report["monitor"] = dict(self.counters, closed=self._closed)
+        except Exception:  # the trainer calls this: never raise into it
+            self._errors += 1
+            logger.exception("tblive monitor: could not build the report")
+            return {}
         return report
 
     def _report_file(self) -> Optional[str]:
@@ -645,8 +657,8 @@ class Monitor:
         try:
             atexit.unregister(self._close_at_exit)
             self._stopping.set()
-            if self._thread is not None:
-                self._thread.join(timeout)
+            if self._thread is not None and self._thread is not threading.current_thread():
+                self._thread.join(timeout)  # (not when on_critical closes from that thread)
             self.detach()
             verdict = self._work(force=True)
             if error is not None:
@@ -673,15 +685,11 @@ class Monitor:
 
     @staticmethod
     def _write_report(path: str, report: Dict[str, Any]) -> None:
+        from tblive.report import write_atomically
+
         try:
-            directory = os.path.dirname(os.path.abspath(path))
-            os.makedirs(directory, exist_ok=True)
-            temporary = path + ".tmp"
-            with open(temporary, "w", encoding="utf-8") as handle:
-                json.dump(report, handle, indent=2)
-                handle.write("\n")
-            os.replace(temporary, path)
-        except OSError as error:
+            write_atomically(path, json.dumps(report, indent=2) + "\n")
+        except (OSError, TypeError, ValueError) as error:
             logger.warning("tblive: %s: cannot write the final report: %s", path, error)
 
     def _close_at_exit(self) -> None:

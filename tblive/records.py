@@ -145,8 +145,6 @@ class RecordFile:
         replaced or truncated: it is read again from the start (the restart rules downstream
         discard what is re-read).
         """
-        if self.ended:
-            return
         size = self.size()
         if size is None:
             return
@@ -155,6 +153,9 @@ class RecordFile:
                 self.offset, "file shrank to %d bytes; reading it again from the start" % size
             )
             self.offset = 0
+            self.ended = False  # rewritten: whatever ended it may be gone
+        if self.ended:
+            return
         try:
             handle = open(self.path, "rb")
         except OSError as error:
@@ -168,7 +169,7 @@ class RecordFile:
                 except OSError as error:
                     logger.debug("cannot read %s: %s", self.path, error)
                     return
-                block, needed = self._frame(data, at_eof=self.offset + len(data) >= size)
+                block, needed = self._frame(data)
                 if block is not None and block.end >= 0:
                     self.offset = block.base + block.end + FOOTER_SIZE
                     if len(block):
@@ -182,7 +183,7 @@ class RecordFile:
                     except OSError as error:
                         logger.debug("cannot read %s: %s", self.path, error)
                         return
-                    block, _ = self._frame(data, at_eof=True)
+                    block, _ = self._frame(data)
                     if block is not None and block.end >= 0:
                         self.offset += needed
                         if len(block):
@@ -200,7 +201,7 @@ class RecordFile:
                 self._length_crc_cache[length] = crc
         return crc
 
-    def _frame(self, data: bytes, at_eof: bool):
+    def _frame(self, data: bytes):
         """Frame the complete records at the start of ``data`` (file offset ``self.offset``).
 
         Returns ``(block, needed)``: the block of complete records (None if there are none), and,

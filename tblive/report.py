@@ -8,6 +8,8 @@ README.md ("JSON report").
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from tblive import __version__
@@ -23,7 +25,7 @@ _COLOURS = {Status.OK: "\033[32m", Status.WARNING: "\033[33m", Status.CRITICAL: 
 _RESET = "\033[0m"
 
 
-def _paint(text: str, status: Status, colour: bool) -> str:
+def paint(text: str, status: Status, colour: bool) -> str:
     return "%s%s%s" % (_COLOURS[status], text, _RESET) if colour else text
 
 
@@ -59,7 +61,7 @@ def overall_summary(results: Sequence[RunResult]) -> str:
 
 def _finding_lines(finding: Finding, colour: bool) -> List[str]:
     label = "%s [%s] %s" % (STATUS_EMOJI[finding.status], finding.status.name, finding.check)
-    lines = [_paint(label, finding.status, colour)]
+    lines = [paint(label, finding.status, colour)]
     lines.extend("   " + line for line in finding.message.splitlines())
     return lines
 
@@ -119,7 +121,7 @@ def _run_section(result: RunResult, verbose: bool, colour: bool, header: bool) -
         lines.extend("  - %s" % issue for issue in issues[:10])
         if len(issues) > 10:
             lines.append("  - ... and %d more" % (len(issues) - 10))
-    lines += ["", "SUMMARY", THIN, _paint(verdict.summary, verdict.status, colour), ""]
+    lines += ["", "SUMMARY", THIN, paint(verdict.summary, verdict.status, colour), ""]
     lines += ["DIAGNOSTICS", THIN]
     if verdict.findings:
         for finding in _ordered(verdict.findings):
@@ -151,13 +153,13 @@ def render_text(
         "",
         "SUMMARY",
         THIN,
-        _paint(overall_summary(results), overall_status(results), colour),
+        paint(overall_summary(results), overall_status(results), colour),
     ]
     lines += ["", "RUNS", THIN]
     width = min(max(len(r.name) for r in results), 60)
     for result in sorted(results, key=lambda r: (-int(r.verdict.status), r.name)):
         status = result.verdict.status
-        label = _paint("%s %-8s" % (STATUS_EMOJI[status], status.name), status, colour)
+        label = paint("%s %-8s" % (STATUS_EMOJI[status], status.name), status, colour)
         worst = _unique(f.check for f in _ordered(result.verdict.findings) if f.status == status)
         if not status:
             worst = [] if result.verdict.points else ["no scalar data"]
@@ -179,15 +181,15 @@ def render_text(
 # -- JSON ----------------------------------------------------------------------------------
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return _json_safe(value.item())
+        return json_safe(value.item())
     return value
 
 
@@ -241,4 +243,27 @@ def render_json(log_dir: str, results: Sequence[RunResult]) -> Dict[str, Any]:
         }
         report["metrics_found"] = sum(run["metrics_found"] for run in runs)
         report["runs"] = runs
-    return _json_safe(report)
+    return json_safe(report)
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half.
+
+    A temporary file in the same directory, then ``os.replace``; the temporary file is removed
+    if anything fails.  Raises OSError (the caller decides how loud to be).
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(
+        prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory
+    )
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise

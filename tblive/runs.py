@@ -29,7 +29,7 @@ Series rules, per run (TensorBoard's restart semantics, made per tag):
 
 Points go to *series sinks*: any object with ``update_many(steps, values, wall_times)`` and
 ``rewind(step)`` (``tblive.stats.MetricStats`` for bounded statistics, :class:`SeriesPoints` when
-every point must be kept).  This module knows nothing of statistics, rules or alerts.
+every point must be kept), through a :class:`SeriesFeed` that applies the restart rule.  This module knows nothing of statistics, rules or alerts.
 """
 
 from __future__ import annotations
@@ -103,21 +103,6 @@ class SeriesPoints:
 
     def __len__(self) -> int:
         return sum(chunk.shape[0] for chunk in self._steps)
-
-
-@dataclass
-class Tee:
-    """Sends one series' points to several sinks."""
-
-    sinks: List[SeriesSink]
-
-    def update_many(self, steps, values, wall_times=None) -> None:
-        for sink in self.sinks:
-            sink.update_many(steps, values, wall_times)
-
-    def rewind(self, step: int) -> None:
-        for sink in self.sinks:
-            sink.rewind(step)
 
 
 class SeriesFeed:
@@ -547,7 +532,12 @@ class LogDir:
         self.runs: Dict[str, Run] = {}
 
     def rescan(self) -> Tuple[List[Run], List[str]]:
-        """Discover runs; returns (new runs, names of runs whose directory vanished)."""
+        """Discover runs; returns (new runs, names of runs that are gone).
+
+        A run is gone when its directory vanished, or when it became part of another run (a
+        ``train/`` folder that was a run of its own until its ``validation/`` sibling appeared).
+        A run merely missing from one listing (a network file system hiccup) is kept.
+        """
         layouts = discover_runs(self.path) if os.path.isdir(self.path) else []
         seen: Set[str] = set()
         added = []
@@ -559,10 +549,11 @@ class LogDir:
                 added.append(run)
             else:
                 run.update_layout(layout)
+        absorbed = {source.path for layout in layouts for source in layout.sources}
         gone = [
             name
-            for name in self.runs
-            if name not in seen and not os.path.isdir(self.runs[name].path)
+            for name, run in self.runs.items()
+            if name not in seen and (run.path in absorbed or not os.path.isdir(run.path))
         ]
         for name in gone:
             del self.runs[name]

@@ -9,7 +9,7 @@ must never raise into a training loop.
 from __future__ import annotations
 
 import logging
-from typing import List, Mapping, Optional
+from typing import List, Mapping, Optional, Tuple
 
 from tblive.findings import Finding, Verdict
 from tblive.metrics import Config, Roles, classify
@@ -28,7 +28,7 @@ def evaluate(run: str, view: Mapping[str, MetricStats], config: Optional[Config]
 
 def evaluate_with_roles(
     run: str, view: Mapping[str, MetricStats], config: Optional[Config] = None
-) -> tuple[Verdict, Roles]:
+) -> Tuple[Verdict, Roles]:
     config = config or Config.default()
     roles = classify(view.keys(), config)
     findings: List[Finding] = []

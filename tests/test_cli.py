@@ -82,6 +82,8 @@ def test_fail_on_sets_the_exit_status(tmp_path: Path) -> None:
     assert main(["report", str(EXAMPLES / "mapush_failed"), "--fail-on", "critical"]) == 1
     assert main(["report", str(EXAMPLES / "mapush_healthy"), "--fail-on", "critical"]) == 0
     assert main(["report", str(EXAMPLES / "mapush_healthy"), "--fail-on", "warning"]) == 1
+    planned = ["--expected-steps", "100000000"]
+    assert main(["report", str(EXAMPLES / "mapush_failed"), "--fail-on", "critical", *planned]) == 1
 
 
 @pytest.mark.parametrize(

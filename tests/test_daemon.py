@@ -297,7 +297,7 @@ def test_logdir_created_later_new_runs_nested_folders_and_deleted_run(tmp_path, 
         wait_until(lambda: "seed1" not in watcher.states, what="seed1 dropped")
     finally:
         assert watcher.stop()
-    assert "run 'seed1': its directory was removed" in caplog.text
+    assert "run 'seed1' is gone (its directory was removed" in caplog.text
     assert watcher.states["seed2"].run.points == 5 * 4 + 3 * 6
     assert sorted(watcher.verdicts) == ["seed2"]
 

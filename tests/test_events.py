@@ -181,7 +181,8 @@ def test_tensors_of_other_plugins_or_shapes_are_skipped_and_counted(tmp_path: Pa
     path = write_event_file(tmp_path / "events.out.tfevents.1", events)
     points, _, decoder = decode_file(path)
     assert points == [("real", 1, 2.0, 3.0)]
-    assert decoder.skipped == {"text": 1, "scalars": 1, "tensors": 1}
+    # a "scalars" tensor that is not one scalar: skipped, counted as malformed
+    assert decoder.skipped == {"text": 1, "malformed scalar tensors": 1, "tensors": 1}
     assert decoder.issues == []
 
 
@@ -341,3 +342,40 @@ def test_fast_path_takes_the_common_shape(tmp_path: Path) -> None:
     raw = np.frombuffer(block.data + bytes(2048), np.uint8)
     fast = EventDecoder()._fast_path(raw, block)[0]
     assert fast.all()
+
+
+@pytest.mark.parametrize(
+    "tensor",
+    [
+        # DT_FLOAT with 3 bytes of content
+        lambda: _tensor(types_pb2.DT_FLOAT, tensor_content=b"\x00\x00\x80"),
+        # a half whose bit pattern does not fit in 16 bits
+        lambda: _tensor(types_pb2.DT_HALF, half_val=[70000]),
+        lambda: _tensor(types_pb2.DT_BFLOAT16, half_val=[-5]),
+    ],
+)
+def test_malformed_scalar_tensors_never_raise(tmp_path: Path, tensor) -> None:
+    from tensorboard.compat.proto import summary_pb2
+
+    from tblive.runs import read_directory_points
+
+    value = summary_pb2.Summary.Value(tag="loss", tensor=tensor())
+    value.metadata.plugin_data.plugin_name = "scalars"
+    events = [
+        file_version_event(),
+        event_pb2.Event(wall_time=1.0, step=1, summary=summary_pb2.Summary(value=[value])),
+        scalar_event("reward", 2, 1.0, 2.0),
+    ]
+    write_event_file(tmp_path / "events.out.tfevents.1", events)
+    points, run = read_directory_points(str(tmp_path))
+    assert points["reward"].arrays()[1].tolist() == [1.0]  # reading went on
+    if "loss" in points:  # a masked half: a value, but never a crash
+        assert len(points["loss"]) == 1
+    else:
+        assert run.skipped["malformed scalar tensors"] == 1
+
+
+def _tensor(dtype, **fields):
+    from tensorboard.compat.proto import tensor_pb2
+
+    return tensor_pb2.TensorProto(dtype=dtype, **fields)

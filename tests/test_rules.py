@@ -382,10 +382,13 @@ def test_grace_period_success_zero():
 
 def test_grace_expected_steps():
     config = Config.default()
-    config.grace.expected_steps = 1_000_000  # a 10% share is step 100,000 = point 100
+    # points are 1,000 steps apart: grace is the first 10% = 50 points, and zero success as
+    # the only failure sign must last 3 x 10% = 30% of the planned run = 150 points
+    config.grace.expected_steps = 500_000
     series = {"mapush/success_rate": np.zeros(N), "average_step_reward": flat(-0.05, 0.01)}
-    assert worst(series, "Success Rate", points=90, config=config)[0] == Status.WARNING
-    assert worst(series, "Success Rate", points=110, config=config)[0] == Status.CRITICAL
+    assert worst(series, "Success Rate", points=40, config=config)[0] == Status.WARNING
+    assert worst(series, "Success Rate", points=140, config=config)[0] == Status.WARNING
+    assert worst(series, "Success Rate", points=160, config=config)[0] == Status.CRITICAL
 
 
 def failure_run(seed: int, n: int = 200) -> Dict[str, np.ndarray]:

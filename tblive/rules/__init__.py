@@ -8,7 +8,7 @@ metrics, and an OK finding per metric it judged and found fine.
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 from tblive.rules import (
     entropy,
@@ -43,7 +43,3 @@ CHECKS: Tuple = (
 
 #: config key -> display name
 CHECK_NAMES: Dict[str, str] = {module.KEY: module.NAME for module in CHECKS}
-
-
-def check_names() -> List[str]:
-    return [module.NAME for module in CHECKS]

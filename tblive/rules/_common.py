@@ -71,10 +71,6 @@ def in_grace(stats: MetricStats, config: Config) -> bool:
     return False
 
 
-def grace_note(config: Config) -> str:
-    return "grace: %d points" % config.grace.min_points
-
-
 def relative_change(head: float, tail: float) -> float:
     """(tail - head) / |head|, guarded so a head of ~0 does not divide by zero."""
     scale = max(abs(head), 0.01 * abs(tail), 1e-12)
@@ -357,20 +353,26 @@ class Evidence:
     def count(self) -> int:
         return len(self.signs)
 
-    def points_needed(self, config: Config) -> int:
+    def _factor(self) -> int:
         factor = 1 if self.count >= 3 else (2 if self.count == 2 else 3)
-        if self.no_reward_yet:
-            factor *= 2
-        return factor * config.grace.min_points
+        return factor * 2 if self.no_reward_yet else factor
+
+    def points_needed(self, config: Config) -> int:
+        return self._factor() * config.grace.min_points
+
+    def share_needed(self, config: Config) -> float:
+        """With a known planned length: the share of it the signs must last (1x, 2x, 3x the
+        grace fraction), since a long run's healthy flat start is longer in points."""
+        return min(self._factor() * config.grace.fraction, 0.9)
 
     def enough(self, stats: MetricStats, config: Config) -> bool:
         """Past grace, nothing improves, and the signs have lasted long enough on ``stats``."""
-        return (
-            not self.progress.improving
-            and self.count > 0
-            and not in_grace(stats, config)
-            and stats.finite_count >= self.points_needed(config)
-        )
+        if self.progress.improving or self.count == 0 or in_grace(stats, config):
+            return False
+        planned = config.grace.expected_steps
+        if planned and stats.last_step is not None:  # the run's length is known: use it
+            return stats.last_step >= self.share_needed(config) * planned
+        return stats.finite_count >= self.points_needed(config)
 
     def describe(self) -> str:
         return "%d sign%s: %s" % (self.count, "" if self.count == 1 else "s", "; ".join(self.signs))

@@ -7,7 +7,8 @@ there is no reward to fit yet, then settles at a normal level, has not exploded)
 * factor >= ``explode_critical`` with a significant rise, after grace: CRITICAL;
 * factor >= ``explode_warning`` with a significant rise: WARNING;
 * a spike (largest history level >= ``spike`` x the median level): WARNING;
-* tail <= ``vanish_factor`` x the median level, falling significantly: WARNING (vanishing).
+* tail <= ``vanish_factor`` x the median level, below its head, with a significant trend:
+  WARNING (vanishing).
 Norms that are exactly zero on most updates are left to Frozen Gradients.
 """
 

@@ -8,8 +8,9 @@ The main reward is the highest-priority reward tag (per agent when logged per ag
   until the run's failure signs have persisted long enough (``_common.Evidence``), then
   CRITICAL.
 * A reward that clearly rose and then lost ``peak_drop`` of that gain: WARNING; lost
-  ``collapse`` of it (back near where it started), past grace, with nothing else improving:
-  CRITICAL (keep the best checkpoint).
+  ``collapse`` of it (back near where it started) and stayed there (median of the last tenth
+  of the run, 5 to ``grace.min_points`` points) without recovering, past grace, with nothing else improving and no curriculum
+  step (a harder lesson lowers the reward): CRITICAL (keep the best checkpoint).
 * Neither (stagnant): OK in grace, WARNING after (a sparse reward with at least 8 points
   follows the grace of the run's densest metric).
 """
@@ -95,7 +96,31 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
                 pct(lost).lstrip("+"),
                 pct(collapse if lost >= collapse else peak_drop).lstrip("+"),
             )
-            if lost >= collapse and not grace and not others:
+            # collapsed for good: the last grace-length of points sits at the collapsed level,
+            # and it is not recovering (a dip that bounces back is a dip)
+            window = np.asarray(stats.recent_values(), dtype=np.float64)
+            # a tenth of the run, between 5 points and the grace length
+            span = max(5, min(config.grace.min_points, stats.finite_count // 10))
+            window = window[np.isfinite(window)][-span:]
+            floor = best - collapse * gain
+            stays_down = bool(window.size) and float(np.median(window)) <= floor
+            recent = stats.trend("recent")
+            recovering = bool(recent.significant and recent.change > 0)
+            lessons = [
+                r.tag
+                for r in roles.curriculum
+                if r.tag in view and view[r.tag].finite_count and view[r.tag].max > view[r.tag].min
+            ]
+            details.update(
+                {"stays_down": stays_down, "recovering": recovering, "curriculum": lessons}
+            )
+            if lessons:
+                story += (
+                    " while the curriculum moved on (%s: a harder lesson lowers the reward)"
+                    % (", ".join(lessons[:2]))
+                )
+            collapsed = lost >= collapse and stays_down and not recovering and not lessons
+            if collapsed and not grace and not others:
                 return Judgement(
                     Status.CRITICAL,
                     "%s and nothing else improves: the run collapsed. Try: restart from the best "

@@ -101,7 +101,7 @@ class CommandSink:
             )
 
 
-def _kill(process: subprocess.Popen[bytes], posix: bool) -> None:
+def _kill(process: subprocess.Popen, posix: bool) -> None:
     try:
         if posix and sys.platform != "win32":
             os.killpg(process.pid, signal.SIGKILL)
