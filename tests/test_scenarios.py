@@ -650,14 +650,17 @@ KNOWN_SEED_GAPS: Dict[Tuple[str, int, int], str] = {
 }
 
 
-def cases() -> Iterator[object]:
-    for sc in SCENARIOS:
+def cases(scenarios=None, gaps=None, seed_gaps=None) -> Iterator[object]:
+    """One pytest param per scenario x length x seed; known gaps become strict xfails."""
+    gaps = KNOWN_GAPS if gaps is None else gaps
+    seed_gaps = KNOWN_SEED_GAPS if seed_gaps is None else seed_gaps
+    for sc in SCENARIOS if scenarios is None else scenarios:
         for length in sc.lengths:
             for seed in sc.seeds:
                 reason = (
-                    KNOWN_GAPS.get((sc.name, length))
-                    or KNOWN_GAPS.get((sc.name, 0))
-                    or KNOWN_SEED_GAPS.get((sc.name, length, seed))
+                    gaps.get((sc.name, length))
+                    or gaps.get((sc.name, 0))
+                    or seed_gaps.get((sc.name, length, seed))
                 )
                 marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
                 yield pytest.param(

@@ -48,6 +48,7 @@ from test_scenarios import (  # noqa: E402
     staircase,
     write,
 )
+from test_scenarios import cases as shared_cases  # noqa: E402
 
 from tblive.analysis import new_stats  # noqa: E402
 from tblive.findings import Finding, Status, Verdict  # noqa: E402
@@ -686,18 +687,7 @@ KNOWN_SEED_GAPS: Dict[Tuple[str, int, int], str] = {}
 
 
 def cases() -> Iterator[object]:
-    for sc in SCENARIOS:
-        for length in sc.lengths:
-            for seed in sc.seeds:
-                reason = (
-                    KNOWN_GAPS.get((sc.name, length))
-                    or KNOWN_GAPS.get((sc.name, 0))
-                    or KNOWN_SEED_GAPS.get((sc.name, length, seed))
-                )
-                marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-                yield pytest.param(
-                    sc, length, seed, marks=marks, id="%s-%d-s%d" % (sc.name, length, seed)
-                )
+    return shared_cases(SCENARIOS, KNOWN_GAPS, KNOWN_SEED_GAPS)
 
 
 def run_case(sc: Scenario, length: int, seed: int) -> List[Prefix]:
