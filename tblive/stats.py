@@ -169,7 +169,7 @@ def format_number(value: float) -> str:
 def _pair_indices(n: int) -> Tuple[np.ndarray, np.ndarray]:
     """Index arrays (i, j) of all pairs i < j of ``n`` items (cached; n <= history_buckets).
 
-    int32 and a small cache: at 256 buckets one entry is 0.26 MB, and the bucket count of a
+    int32 and a small cache: at 128 buckets one entry is 65 KB, and the bucket count of a
     live metric walks through many values, so a large cache would look like memory growth.
     """
     first, second = np.triu_indices(n, k=1)
@@ -256,7 +256,7 @@ class MetricStats:
     )
 
     def __init__(
-        self, history_buckets: int = 256, recent_size: int = 64, ema_alpha: float = 0.05
+        self, history_buckets: int = 128, recent_size: int = 64, ema_alpha: float = 0.05
     ) -> None:
         if history_buckets < 8 or history_buckets % 2:
             raise ValueError(
