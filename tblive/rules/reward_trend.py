@@ -96,10 +96,9 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
                 pct(lost).lstrip("+"),
                 pct(collapse if lost >= collapse else peak_drop).lstrip("+"),
             )
-            # collapsed for good: the last grace-length of points sits at the collapsed level,
-            # and it is not recovering (a dip that bounces back is a dip)
+            # collapsed for good: the last tenth of the run (5 points to the grace length) sits
+            # at the collapsed level, and it is not recovering (a dip that bounces back is a dip)
             window = np.asarray(stats.recent_values(), dtype=np.float64)
-            # a tenth of the run, between 5 points and the grace length
             span = max(5, min(config.grace.min_points, stats.finite_count // 10))
             window = window[np.isfinite(window)][-span:]
             floor = best - collapse * gain
