@@ -34,15 +34,17 @@ import pytest
 from tensorboardX import SummaryWriter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_scenarios import (  # noqa: E402
+from test_scenarios import (  # noqa: E402  # noqa: E402
     LETTER,
     Log,
     Series,
     cleanrl_ppo,
+    first_critical,
     harl_happo,
     lognormal,
     progress,
     sb3_ppo,
+    sequence,
     sigmoid,
     smooth_noise,
     staircase,
@@ -452,20 +454,6 @@ def judge_resumed(tmp: Path, points: int, seed: int, prefixes: int) -> List[Pref
         out[-1].verdict.status,
     )
     return out
-
-
-def sequence(prefixes: List[Prefix]) -> str:
-    return "".join(LETTER[p.verdict.status] for p in prefixes)
-
-
-def first_critical(prefixes: List[Prefix], checks: Tuple[str, ...] = ()) -> Optional[float]:
-    for p in prefixes:
-        if any(
-            f.status == Status.CRITICAL and (not checks or f.check in checks)
-            for f in p.verdict.findings
-        ):
-            return p.share
-    return None
 
 
 def critical_findings(prefixes: List[Prefix]) -> List[Finding]:
