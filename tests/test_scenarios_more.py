@@ -34,11 +34,12 @@ import pytest
 from tensorboardX import SummaryWriter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_scenarios import (  # noqa: E402  # noqa: E402
+from test_scenarios import (  # noqa: E402
     LETTER,
     Log,
     Series,
     cleanrl_ppo,
+    describe,
     first_critical,
     harl_happo,
     lognormal,
@@ -721,15 +722,6 @@ def test_reward_tag_renamed_by_tensorboardx_is_the_main_reward(tmp_path: Path) -
     trend = [f for f in verdict.findings if f.check == "Reward Trend"]
     assert trend and trend[0].metric == "Environment/Cumulative_Reward", [
         (f.check, f.metric) for f in verdict.findings
-    ]
-
-
-def describe(prefixes: List[Prefix], index: int = -1) -> List[str]:
-    v = prefixes[index].verdict
-    return [
-        "%s %s: %s" % (f.status.name, f.check, f.message[:200])
-        for f in v.findings
-        if f.status > Status.OK
     ]
 
 
