@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tblive.monitor import Monitor  # noqa: E402
+from tblive.doors.monitor import Monitor  # noqa: E402
 
 
 def per_item_us(run: Callable[[], None], items: int) -> float:

@@ -10,7 +10,7 @@
 The writer for (1) and (2) is tensorboard's ``EventFileWriter`` (what torch's SummaryWriter
 uses; its ``flush()`` waits until the queued events are on disk, so the flush time is exact)
 in HARL's nested ``add_scalars`` layout.  For (3) records are framed directly (CRC-32C via
-tblive.crc) so that writing 1M points takes seconds, not minutes.
+tblive.read.crc) so that writing 1M points takes seconds, not minutes.
 
 Run: ``python benchmarks/live_latency.py [--trials 15] [--quick]``.
 """
@@ -39,7 +39,7 @@ sys.path.insert(0, ROOT)
 
 from slack_server import RecordingSlackServer  # noqa: E402
 
-from tblive.metrics import Config  # noqa: E402
+from tblive.judge.metrics import Config  # noqa: E402
 
 GRACE_POINTS = Config.default().grace.min_points  # the point that ends grace turns it CRITICAL
 
@@ -101,7 +101,7 @@ def framed_points(tags: int, steps: range) -> bytes:
     """TFRecord bytes of ``tags`` scalars per step (records framed with CRC-32C)."""
     from tensorboard.compat.proto import event_pb2, summary_pb2
 
-    from tblive.crc import masked_crc32c
+    from tblive.read.crc import masked_crc32c
 
     out = bytearray()
     event = event_pb2.Event()

@@ -60,15 +60,15 @@ def peak_rss_mb() -> float:
 
 
 def read_tblive_points(directory: str, verify: bool = False) -> int:
-    from tblive.runs import load_points
+    from tblive.read.runs import load_points
 
     runs = load_points(directory, verify_payload=verify)
     return sum(sink.arrays()[0].shape[0] for series in runs.values() for sink in series.values())
 
 
 def read_tblive_stats(directory: str) -> int:
-    from tblive.runs import LogDir
-    from tblive.stats import MetricStats
+    from tblive.read.runs import LogDir
+    from tblive.series.stats import MetricStats
 
     logdir = LogDir(directory, lambda name: MetricStats())
     logdir.rescan()
@@ -94,8 +94,8 @@ def warm_imports(reader: str) -> None:
     if reader.startswith("tblive"):
         from tensorboard.compat.proto import event_pb2  # noqa: F401
 
-        import tblive.runs  # noqa: F401
-        import tblive.stats  # noqa: F401
+        import tblive.read.runs  # noqa: F401
+        import tblive.series.stats  # noqa: F401
     elif reader == "event_accumulator":
         from tensorboard.backend.event_processing import event_accumulator  # noqa: F401
     elif reader == "tbparse":

@@ -1,4 +1,4 @@
-"""Memory and speed of tblive.stats.MetricStats vs keeping every value in a list.
+"""Memory and speed of tblive.series.stats.MetricStats vs keeping every value in a list.
 
 Measured side by side in one run:
 
@@ -28,7 +28,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tblive.stats import MetricStats  # noqa: E402
+from tblive.series.stats import MetricStats  # noqa: E402
 
 CHUNK = 40_000
 SMALL = 1_000_000
@@ -184,7 +184,7 @@ def main() -> None:
     us_many = time_update_many()
     report_seconds = time_report_series()
 
-    print("tblive.stats benchmark (python %s)" % sys.version.split()[0])
+    print("tblive.series.stats benchmark (python %s)" % sys.version.split()[0])
     print()
     print("RSS of one metric fed 1M / 10M points (fresh process each, MB)")
     print("  %-34s %9s %9s %9s %8s" % ("", "base", "1M", "10M", "10M/1M"))

@@ -22,7 +22,7 @@ def main() -> None:
         import torch
         from lightning.pytorch.loggers import TensorBoardLogger
 
-        from tblive.integrations import LightningCallback
+        from tblive.doors.integrations import LightningCallback
     except ImportError as error:
         sys.exit("this example needs lightning (pip install lightning): %s" % error)
 

@@ -24,7 +24,7 @@ def main() -> None:
     try:
         from stable_baselines3 import PPO
 
-        from tblive.integrations import SB3Callback
+        from tblive.doors.integrations import SB3Callback
     except ImportError as error:
         sys.exit("this example needs stable-baselines3 (pip install stable-baselines3): %s" % error)
 

@@ -46,7 +46,7 @@ class _Progress:
 
 
 def _load_config(path: Optional[str], expected_steps: Optional[int] = None):
-    from tblive.metrics import Config, load_config
+    from tblive.judge.metrics import Config, load_config
 
     config = load_config(path) if path else Config.default()
     if expected_steps:
@@ -82,7 +82,7 @@ def _print(text: str) -> None:
 
 
 def _analyze(paths: Sequence[str], config: Any, verify: bool):
-    from tblive.analysis import analyze
+    from tblive.doors.posthoc import analyze
 
     results = []
     for path in paths:
@@ -91,14 +91,14 @@ def _analyze(paths: Sequence[str], config: Any, verify: bool):
 
 
 def _fail_level(args: argparse.Namespace):
-    from tblive.findings import Status
+    from tblive.judge.findings import Status
 
     return Status.parse(args.fail_on) if args.fail_on else None
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from tblive.metrics import ConfigError
-    from tblive.report import overall_status, render_json, render_text
+    from tblive.judge.metrics import ConfigError
+    from tblive.render.report import overall_status, render_json, render_text
 
     try:
         config = _load_config(args.config, args.expected_steps)
@@ -120,9 +120,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from tblive.compare import compare_table, compare_to_dict
-    from tblive.metrics import ConfigError
-    from tblive.report import overall_status
+    from tblive.judge.metrics import ConfigError
+    from tblive.render.compare import compare_table, compare_to_dict
+    from tblive.render.report import overall_status
 
     try:
         config = _load_config(args.config, args.expected_steps)
@@ -142,16 +142,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from tblive.daemon import WatchOptions, watch
-    from tblive.engine import SinkSettings
-    from tblive.metrics import ConfigError
+    from tblive.alert.engine import SinkSettings
+    from tblive.doors.watch import WatchOptions, watch
+    from tblive.judge.metrics import ConfigError
 
     try:
         config = _load_config(args.config, args.expected_steps)
     except (ConfigError, OSError, ValueError) as error:
         return _fail(str(error))
     if str(args.log_level).upper() == "WARNING":  # the default: still show every alert/lifecycle
-        for name in ("tblive.alerts", "tblive.daemon", "tblive.tail"):
+        for name in ("tblive.alert.tracker", "tblive.doors.watch", "tblive.read.tail"):
             logging.getLogger(name).setLevel(logging.INFO)
     sinks = SinkSettings.from_environment(
         slack_webhook=args.slack_webhook,

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from tblive.alerts import (
+from tblive.alert.tracker import (
     FINISHED,
     PROBLEM,
     RECOVERED,
@@ -20,7 +20,7 @@ from tblive.alerts import (
     AlertTracker,
     sparkline,
 )
-from tblive.findings import Finding, Status, Verdict
+from tblive.judge.findings import Finding, Status, Verdict
 
 HOUR = 3600.0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tblive.metrics import Config, ConfigError, classify, load_config
+from tblive.judge.metrics import Config, ConfigError, classify, load_config
 
 
 def write(tmp_path, text):
@@ -227,13 +227,15 @@ def test_regex_and_exclusion_patterns():
 
 
 def test_readme_documents_every_config_key(tmp_path):
-    """The TOML example in README.md loads, and names every threshold the code has."""
+    """The TOML example in docs/configuration.md loads, and names every threshold the code has."""
     from pathlib import Path
 
-    from tblive.metrics import DEFAULT_THRESHOLDS
+    from tblive.judge.metrics import DEFAULT_THRESHOLDS
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("### Configuration") :]
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text(
+        encoding="utf-8"
+    )
+    section = readme[readme.index("# Configuration") :]
     block = section[
         section.index("```toml") + len("```toml") : section.index(
             "```", section.index("```toml") + 7

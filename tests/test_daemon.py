@@ -26,8 +26,8 @@ from slack_server import (
     slack_server_fixture,  # noqa: F401 (registers the fixture)
 )
 
-from tblive.alerts import CHECK_KINDS
-from tblive.daemon import Watcher, WatchOptions, watch
+from tblive.alert.tracker import CHECK_KINDS
+from tblive.doors.watch import Watcher, WatchOptions, watch
 
 MODES = {"inotify": None, "poll": 0.2}
 CRITICAL_CHECKS = ("Entropy", "Success Rate")

@@ -16,9 +16,9 @@ import pytest
 from patterns import failure_pattern, healthy_pattern, write_row
 from tensorboardX import SummaryWriter
 
-from tblive.analysis import judge, new_stats
-from tblive.findings import Status
-from tblive.runs import LogDir, load_points
+from tblive.doors.posthoc import judge, new_stats
+from tblive.judge.findings import Status
+from tblive.read.runs import LogDir, load_points
 
 
 def statuses_while_writing(logdir: Path, rows, checkpoints: int) -> List[Status]:

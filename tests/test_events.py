@@ -1,4 +1,4 @@
-"""Tests of tblive.events: records -> scalar points, from every kind of real writer."""
+"""Tests of tblive.read.events: records -> scalar points, from every kind of real writer."""
 
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ from conftest import (
 from tensorboard.compat.proto import event_pb2, summary_pb2, types_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-from tblive.events import EventDecoder
-from tblive.records import RecordFile
-from tblive.runs import LogDir, SeriesPoints, read_directory_points
+from tblive.read.events import EventDecoder
+from tblive.read.records import RecordFile
+from tblive.read.runs import LogDir, read_directory_points
+from tblive.series.feed import SeriesPoints
 
 
 def decode_file(path: Path, decoder: EventDecoder = None, verify_payload: bool = False):
@@ -357,7 +358,7 @@ def test_fast_path_takes_the_common_shape(tmp_path: Path) -> None:
 def test_malformed_scalar_tensors_never_raise(tmp_path: Path, tensor) -> None:
     from tensorboard.compat.proto import summary_pb2
 
-    from tblive.runs import read_directory_points
+    from tblive.read.runs import read_directory_points
 
     value = summary_pb2.Summary.Value(tag="loss", tensor=tensor())
     value.metadata.plugin_data.plugin_name = "scalars"

@@ -65,7 +65,7 @@ def test_framework_examples_run(script: str, module: str) -> None:
 
 def test_make_example_logs_reproduces_the_shipped_logs(tmp_path: Path) -> None:
     """The shipped example logs are what the generator writes (same tags, counts, values)."""
-    from tblive.runs import load_points
+    from tblive.read.runs import load_points
 
     run(str(EXAMPLES / "make_example_logs.py"), str(tmp_path))
     shipped = load_points(str(EXAMPLES / "logs"))

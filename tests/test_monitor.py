@@ -20,10 +20,10 @@ from slack_server import slack_server_fixture  # noqa: F401 (registers the fixtu
 from tensorboardX import SummaryWriter
 
 import tblive
-from tblive.analysis import analyze
-from tblive.findings import Status
-from tblive.monitor import Monitor, to_float
-from tblive.runs import load_points
+from tblive.doors.monitor import Monitor, to_float
+from tblive.doors.posthoc import analyze
+from tblive.judge.findings import Status
+from tblive.read.runs import load_points
 
 FROZEN_TIME = types.SimpleNamespace(time=lambda: 1700000000.0)
 
@@ -453,7 +453,7 @@ def test_writer_errors_still_reach_the_caller_unchanged(tmp_path):
 
 
 def test_report_matches_tblive_report_json_shape(tmp_path):
-    from tblive.report import render_json
+    from tblive.render.report import render_json
 
     logdir = tmp_path / "logs"
     monitor = Monitor(sinks=[], start=False)
@@ -483,7 +483,7 @@ def test_sb3_callback_feeds_sb3_tags_and_stops_training(tmp_path):
     pytest.importorskip("stable_baselines3")
     from stable_baselines3 import PPO
 
-    from tblive.integrations import SB3Callback
+    from tblive.doors.integrations import SB3Callback
 
     model = PPO(
         "MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, n_epochs=1,
@@ -510,7 +510,7 @@ def test_lightning_callback_attaches_to_the_tensorboard_logger(tmp_path):
     import torch
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from tblive.integrations import LightningCallback
+    from tblive.doors.integrations import LightningCallback
 
     class Tiny(pl.LightningModule):
         def __init__(self) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from conftest import REALWORLD
 
-from tblive.runs import is_event_file, load_points, read_directory_points
+from tblive.read.runs import is_event_file, load_points, read_directory_points
 
 Point = Tuple[int, float, float]
 

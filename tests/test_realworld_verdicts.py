@@ -9,9 +9,9 @@ from typing import Dict, List, Tuple
 import numpy as np
 import pytest
 
-from tblive.findings import Status
-from tblive.stats import MetricStats
-from tblive.verdict import evaluate
+from tblive.judge.findings import Status
+from tblive.judge.verdict import evaluate
+from tblive.series.stats import MetricStats
 
 REALWORLD = Path(__file__).resolve().parents[1].parent / "shared" / "realworld"
 pytestmark = pytest.mark.skipif(not REALWORLD.is_dir(), reason="shared/realworld not present")
@@ -24,7 +24,7 @@ MAPUSH = [
 
 
 def verdicts(case: str):
-    from tblive.analysis import analyze
+    from tblive.doors.posthoc import analyze
 
     results = analyze(str(REALWORLD / case))
     return {r.verdict.run: r.verdict for r in results if r.verdict.points}

@@ -1,4 +1,4 @@
-"""Tests of tblive.records: incremental TFRecord framing of event files."""
+"""Tests of tblive.read.records: incremental TFRecord framing of event files."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from conftest import event_bytes, file_version_event, frame, record_offsets, sca
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tblive.records import RecordFile
+from tblive.read.records import RecordFile
 
 
 def payloads_of(record_file: RecordFile) -> List[bytes]:
@@ -117,7 +117,7 @@ def test_bad_length_header_ends_the_file_with_one_warning(tmp_path: Path, caplog
     path = tmp_path / "events.out.tfevents.1"
     path.write_bytes(bytes(data))
     record_file = RecordFile(str(path))
-    with caplog.at_level(logging.WARNING, logger="tblive.records"):
+    with caplog.at_level(logging.WARNING, logger="tblive.read.records"):
         assert payloads_of(record_file) == payloads[:2]
     assert record_file.ended
     assert [(i.offset, i.fatal) for i in record_file.issues] == [(third, True)]

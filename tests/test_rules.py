@@ -7,11 +7,11 @@ from typing import Dict, Optional
 import numpy as np
 import pytest
 
-from tblive.findings import Status
-from tblive.metrics import Config, classify
-from tblive.rules import CHECK_NAMES, CHECKS
-from tblive.stats import MetricStats
-from tblive.verdict import evaluate
+from tblive.judge.findings import Status
+from tblive.judge.metrics import Config, classify
+from tblive.judge.rules import CHECK_NAMES, CHECKS
+from tblive.judge.verdict import evaluate
+from tblive.series.stats import MetricStats
 
 N = 200
 RNG_SEED = 7

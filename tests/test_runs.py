@@ -1,4 +1,4 @@
-"""Tests of tblive.runs: layout of log directories, restart rules, live polling, summary.json."""
+"""Tests of tblive.read.runs: layout of log directories, restart rules, live polling, summary.json."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ from conftest import (
 from tensorboard.compat.proto import types_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-from tblive.runs import LogDir, SeriesPoints, discover_runs, load_points, read_directory_points
-from tblive.stats import MetricStats
+from tblive.read.runs import LogDir, discover_runs, load_points, read_directory_points
+from tblive.series.feed import SeriesPoints
+from tblive.series.stats import MetricStats
 
 
 def points_of(path: Path):
@@ -383,6 +384,6 @@ def test_bad_summary_json_is_ignored(tmp_path: Path, content: str) -> None:
     ],
 )
 def test_series_names_of_nested_writers(relpath: str, tag: str, expected: str) -> None:
-    from tblive.runs import series_name
+    from tblive.read.runs import series_name
 
     assert series_name(relpath, tag) == expected

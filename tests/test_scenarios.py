@@ -35,10 +35,10 @@ from tensorboardX import SummaryWriter
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from patterns import failure_pattern  # noqa: E402
 
-from tblive.analysis import new_stats  # noqa: E402
-from tblive.findings import Status, Verdict  # noqa: E402
-from tblive.runs import load_points  # noqa: E402
-from tblive.verdict import evaluate  # noqa: E402
+from tblive.doors.posthoc import new_stats  # noqa: E402
+from tblive.judge.findings import Status, Verdict  # noqa: E402
+from tblive.judge.verdict import evaluate  # noqa: E402
+from tblive.read.runs import load_points  # noqa: E402
 
 PREFIXES = 20  # judge at every 5%
 LETTER = {Status.OK: ".", Status.WARNING: "W", Status.CRITICAL: "C"}

@@ -53,11 +53,12 @@ from test_scenarios import (  # noqa: E402
 )
 from test_scenarios import cases as shared_cases  # noqa: E402
 
-from tblive.analysis import new_stats  # noqa: E402
-from tblive.findings import Finding, Status, Verdict  # noqa: E402
-from tblive.metrics import Config  # noqa: E402
-from tblive.runs import SeriesFeed, load_points, read_directory_points  # noqa: E402
-from tblive.verdict import evaluate  # noqa: E402
+from tblive.doors.posthoc import new_stats  # noqa: E402
+from tblive.judge.findings import Finding, Status, Verdict  # noqa: E402
+from tblive.judge.metrics import Config  # noqa: E402
+from tblive.judge.verdict import evaluate  # noqa: E402
+from tblive.read.runs import load_points, read_directory_points  # noqa: E402
+from tblive.series.feed import SeriesFeed  # noqa: E402
 
 # ------------------------------------------------------------------------------ SB3 off-policy
 
@@ -445,7 +446,7 @@ def judge_resumed(tmp: Path, points: int, seed: int, prefixes: int) -> List[Pref
     # the directory read in one go (the reader's own restart handling) agrees at the end
     logging.disable(logging.WARNING)
     try:
-        from tblive.analysis import analyze
+        from tblive.doors.posthoc import analyze
 
         (whole,) = analyze(str(run_dir))
     finally:

@@ -19,15 +19,15 @@ from slack_server import (
     slack_server_fixture,  # noqa: F401 (registers the fixture)
 )
 
-from tblive.alerts import PROBLEM, RECOVERED, STALLED, Alert, AlertTracker
-from tblive.engine import SinkSettings, build_sinks
-from tblive.findings import Finding, Status, Verdict
-from tblive.sinks import REDACTED, RedactingFilter, Sink, redact, secret_variants
-from tblive.sinks.command import CommandFailed, CommandSink
-from tblive.sinks.console import ConsoleSink
-from tblive.sinks.dispatch import AlertDispatcher
-from tblive.sinks.jsonl import JsonlSink
-from tblive.sinks.slack import SDK_LOGGER_NAME, SlackDeliveryError, SlackSink
+from tblive.alert.engine import SinkSettings, build_sinks
+from tblive.alert.sinks import REDACTED, RedactingFilter, Sink, redact, secret_variants
+from tblive.alert.sinks.command import CommandFailed, CommandSink
+from tblive.alert.sinks.console import ConsoleSink
+from tblive.alert.sinks.dispatch import AlertDispatcher
+from tblive.alert.sinks.jsonl import JsonlSink
+from tblive.alert.sinks.slack import SDK_LOGGER_NAME, SlackDeliveryError, SlackSink
+from tblive.alert.tracker import PROBLEM, RECOVERED, STALLED, Alert, AlertTracker
+from tblive.judge.findings import Finding, Status, Verdict
 
 TOKEN = "xoxb-1111-2222-TOKENSECRETVALUE"
 FAST = dict(retry_interval=0.05, timeout=5.0)
@@ -306,7 +306,7 @@ def test_duplicate_sink_names_get_suffixes():
 
 
 def test_console_sink_logs_at_status_level(caplog):
-    caplog.set_level(logging.INFO, logger="tblive.alerts")
+    caplog.set_level(logging.INFO, logger="tblive.alert.tracker")
     sink = ConsoleSink()
     alert = critical_alert()
     sink.send(alert)

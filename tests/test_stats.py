@@ -1,4 +1,4 @@
-"""Tests of tblive.stats: bounded incremental per-metric statistics."""
+"""Tests of tblive.series.stats: bounded incremental per-metric statistics."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tblive.stats import MetricStats, format_number, judge_trend
+from tblive.series.stats import MetricStats, format_number, judge_trend
 
 
 def feed_loop(stats: MetricStats, steps, values, walls=None) -> MetricStats:

@@ -1,4 +1,4 @@
-"""tblive.tail with real watchdog observers on a real directory."""
+"""tblive.read.tail with real watchdog observers on a real directory."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import List
 
 import pytest
 
-from tblive.tail import CLOSED, CREATED, MODIFIED, Change, ChangeQueue, Tail
+from tblive.read.tail import CLOSED, CREATED, MODIFIED, Change, ChangeQueue, Tail
 
 
 def collect(changes: ChangeQueue, until, timeout: float = 5.0) -> List[Change]:

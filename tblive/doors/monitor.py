@@ -1,0 +1,721 @@
+"""The in-process door: a :class:`Monitor` that sees every scalar the moment the trainer logs it.
+
+Contract
+--------
+* **Hot path** (:meth:`Monitor.log`, :meth:`Monitor.log_scalar`, and the ``add_scalar`` /
+  ``add_scalars`` wrappers :meth:`Monitor.attach` installs on a SummaryWriter): convert each
+  value to a Python float (:func:`to_float`; torch is never imported, a tensor's own ``.item()``
+  is called -- for a CUDA tensor that waits for the GPU, as the writer's own conversion does),
+  append ``(series, step, value, wall_time)`` to a :class:`collections.deque` (atomic, no lock)
+  and return.  It never raises: a value that cannot be converted is dropped, counted
+  (``counters["bad_values"]``) and logged once per series.
+* **Monitor thread** (daemon, named ``tblive-monitor``): every ``tick`` seconds it drains the queue
+  into one :class:`~tblive.series.stats.MetricStats` per series, with the reader's restart rule (a step
+  not after the series' last step first discards the series' points at steps >= that step, see
+  :mod:`tblive.read.runs`); every ``interval`` seconds (or after ``every_points`` new points, at most
+  once a second) it asks :class:`~tblive.alert.engine.AlertEngine` for a verdict -- the same checks,
+  alert transitions and sinks as ``tblive watch``.  Sinks deliver on their own threads.
+* **Status**: :attr:`Monitor.status`, :attr:`Monitor.findings`, :attr:`Monitor.problems`,
+  :attr:`Monitor.verdict` read the latest verdict (plain attribute reads, any thread).
+  :attr:`Monitor.should_stop` turns True (and stays True) once a verdict reaches ``stop_on``
+  (opt-in); ``on_critical(verdict)`` is called by the thread that judges (the monitor thread;
+  the caller's in :meth:`Monitor.check_now` and :meth:`Monitor.close`) each time the run enters
+  CRITICAL (its exceptions are logged and counted; it may call ``close()``).
+* **Close**: :meth:`Monitor.close` (or leaving ``with Monitor(...)``) drains, judges a last time,
+  announces ``finished`` (the same lifecycle alert as the daemon), writes the final JSON report
+  (the shape of ``tblive report --json`` plus a ``monitor`` section), restores attached writers
+  and flushes the sinks (bounded by ``timeout``).  Idempotent; also run at interpreter exit if
+  forgotten.
+* **Series names** of an attached writer are the ones tblive's reader gives the writer's event
+  files (:func:`tblive.read.runs.series_name`): ``add_scalar(tag)`` -> ``tag``; tensorboardX
+  ``add_scalars(main, {key: v})`` writes folder ``main/key`` and torch folder ``main_key`` (``/``
+  -> ``_``), so HARL's ``add_scalars(k, {k: v})`` is the series ``k`` and
+  ``add_scalars("loss", {"train": v})`` is ``loss/train``.
+* **Steps**: ``global_step=None`` gets the series' own counter 0, 1, 2, ... (the event file
+  records step 0 for each such point, where TensorBoard and the reader keep only the last).
+
+Statistics are the reader's up to float32 rounding: event files store ``simple_value`` as
+float32, the monitor keeps the float64 it was given.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import threading
+import time
+from collections import Counter, deque
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from tblive.alert.engine import AlertEngine, SinkSettings, build_sinks
+from tblive.alert.tracker import AlertPolicy
+from tblive.doors.posthoc import RunResult, new_stats
+from tblive.judge.findings import Finding, Status, Verdict
+from tblive.judge.metrics import Config, load_config
+from tblive.judge.verdict import evaluate_with_roles
+from tblive.read.runs import series_name
+from tblive.series.feed import SeriesFeed
+from tblive.series.stats import MetricStats
+
+__all__ = ["AUTO", "DEFAULT_INTERVAL", "Monitor", "attach", "to_float"]
+
+logger = logging.getLogger(__name__)
+
+#: seconds between verdicts (the daemon's default is 60; a trainer point every ~2 min is typical)
+DEFAULT_INTERVAL = 30.0
+#: the monitor thread drains the queue at least this often (seconds)
+DEFAULT_TICK = 1.0
+#: entries the queue holds before the oldest are dropped (only if the monitor thread falls
+#: hopelessly behind; about 100 bytes each)
+DEFAULT_QUEUE_LIMIT = 1_000_000
+#: ``report_path`` default: ``<writer logdir>/tblive_report.json`` when a writer is attached
+AUTO = "auto"
+REPORT_NAME = "tblive_report.json"
+#: writer directory names too generic to name a run on their own
+_GENERIC_DIRS = frozenset({"logs", "log", "tb", "tensorboard", "runs", "events", "summaries"})
+
+_now = time.time
+Point = Tuple[str, int, float, float]
+
+
+def to_float(value: Any) -> float:
+    """``value`` as a Python float: numbers, numpy scalars / 0-d arrays, 0-d torch tensors.
+
+    Torch is not imported: an object with ``.detach`` and ``.item`` (a tensor, on any device)
+    is converted with its own ``.item()`` -- for a CUDA tensor that is a device sync, the same
+    the SummaryWriter already paid.  Raises TypeError/ValueError/RuntimeError for anything
+    else (strings that are not numbers, tensors with several elements); callers count those.
+    """
+    kind = type(value)
+    if kind is float:
+        return value
+    if kind is int or kind is bool:
+        return float(value)
+    if hasattr(value, "detach"):
+        item = getattr(value, "item", None)
+        if item is not None:
+            return float(item())
+    return float(value)
+
+
+class _MonitorRun:
+    """The parts of :class:`tblive.read.runs.Run` that :mod:`tblive.render.report` reads (no files here)."""
+
+    def __init__(self, name: str, path: str, sinks: Dict[str, MetricStats]) -> None:
+        self.name = name
+        self.path = path
+        self.sinks = sinks
+        self.skipped: Counter = Counter()
+        self.issues: List[Any] = []
+        self.files: List[Any] = []
+
+
+class _Attachment:
+    """One wrapped writer: what to restore on detach."""
+
+    def __init__(self, writer: Any, saved: Dict[str, Any]) -> None:
+        self.writer = writer
+        self.saved = saved  # attribute -> previous instance attribute (or _MISSING)
+
+
+_MISSING = object()
+
+
+def _is_torch_writer(writer: Any) -> bool:
+    return any(
+        getattr(cls, "__module__", "").startswith("torch.utils.tensorboard")
+        for cls in type(writer).__mro__
+    )
+
+
+def _writer_logdir(writer: Any) -> Optional[str]:
+    for getter in ("get_logdir",):
+        method = getattr(writer, getter, None)
+        if callable(method):
+            try:
+                return str(method())
+            except Exception:
+                pass
+    for name in ("log_dir", "logdir"):
+        value = getattr(writer, name, None)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def _run_name_from_logdir(logdir: str) -> str:
+    path = os.path.normpath(os.path.abspath(logdir))
+    base = os.path.basename(path)
+    if base.lower() in _GENERIC_DIRS:
+        parent = os.path.basename(os.path.dirname(path))
+        if parent:
+            return "%s/%s" % (parent, base)
+    return base or "run"
+
+
+def _coerce_status(value: Union[None, str, Status]) -> Optional[Status]:
+    if value is None or isinstance(value, Status):
+        return value
+    return Status.parse(str(value))
+
+
+class Monitor:
+    """Live diagnostics of one training run from inside the training process.
+
+    Parameters (all keyword-only except ``run_name``):
+
+    * ``run_name``: the name alerts and the report use; default: from the first attached
+      writer's log directory (``seed-1/logs`` style when the last part is generic), else
+      ``"run"``.
+    * ``config``: a :class:`~tblive.judge.metrics.Config` or the path of a TOML config file.
+    * ``expected_steps``: the planned run length, if known (sharpens the grace period).
+    * ``interval``: seconds between verdicts (default 30); ``every_points``: also judge after
+      this many new points (at most once a second); ``tick``: seconds between queue drains.
+    * ``stop_on``: ``"critical"`` / ``"warning"`` / a :class:`Status` -- :attr:`should_stop`
+      becomes True when a verdict reaches it.  Default None (never).
+    * ``on_critical``: ``callable(verdict)`` run on the monitor thread when the run enters
+      CRITICAL.
+    * Sinks: ``slack_webhook``, ``slack_channel`` (with ``SLACK_BOT_TOKEN``),
+      ``slack_base_url``, ``events_log`` (JSON lines), ``command`` (shell command on each
+      CRITICAL alert, like ``tblive watch --on-critical``); with ``use_env`` (default) an
+      unset webhook / token / base URL is read from ``SLACK_WEBHOOK_URL`` /
+      ``SLACK_BOT_TOKEN`` / ``SLACK_API_BASE_URL``.  ``sinks`` replaces all of that with
+      your own sink objects.  The console sink (logger ``tblive.alert.tracker``) is always there
+      unless ``sinks`` is given.
+    * ``cooldown``: seconds before an unchanged problem is announced again (default 3600).
+    * ``report_path``: where :meth:`close` writes the JSON report; :data:`AUTO` (default) is
+      ``<logdir>/tblive_report.json`` of the first attached writer (no file without one);
+      None writes nothing.
+    * ``start``: start the monitor thread now (default); with False only :meth:`check_now`
+      judges.
+
+    Construction raises ValueError for a bad configuration (before the training loop starts);
+    nothing after that raises into the caller.
+    """
+
+    def __init__(
+        self,
+        run_name: Optional[str] = None,
+        *,
+        config: Union[None, str, os.PathLike, Config] = None,
+        expected_steps: Optional[int] = None,
+        interval: float = DEFAULT_INTERVAL,
+        every_points: Optional[int] = None,
+        tick: float = DEFAULT_TICK,
+        stop_on: Union[None, str, Status] = None,
+        on_critical: Optional[Callable[[Verdict], Any]] = None,
+        slack_webhook: Optional[str] = None,
+        slack_channel: Optional[str] = None,
+        slack_base_url: Optional[str] = None,
+        events_log: Optional[str] = None,
+        command: Optional[str] = None,
+        sinks: Optional[Sequence[Any]] = None,
+        use_env: bool = True,
+        cooldown: float = 3600.0,
+        report_path: Optional[str] = AUTO,
+        host: Optional[str] = None,
+        queue_limit: int = DEFAULT_QUEUE_LIMIT,
+        start: bool = True,
+    ) -> None:
+        if config is None:
+            config = Config.default()
+        elif not isinstance(config, Config):
+            config = load_config(config)
+        if expected_steps:
+            config.grace.expected_steps = int(expected_steps)
+        self.config: Config = config
+        self.run_name: Optional[str] = run_name
+        self.interval = max(float(interval), 0.0)
+        self.every_points = int(every_points) if every_points else 0
+        self.tick = max(min(float(tick), self.interval or float(tick)), 0.01)
+        self.stop_on = _coerce_status(stop_on)
+        self.on_critical = on_critical
+        self.report_path = report_path
+        if sinks is None:
+            settings = SinkSettings.from_environment(
+                None if use_env else {},
+                slack_webhook=slack_webhook,
+                slack_channel=slack_channel,
+                slack_base_url=slack_base_url,
+                on_critical=command,
+                events_log=events_log,
+            )
+            sink_list = build_sinks(settings)
+        else:
+            sink_list = list(sinks)
+        self.engine = AlertEngine(config, sink_list, AlertPolicy(cooldown_seconds=cooldown), host)
+
+        # hot path state (training thread)
+        self._queue: Deque[Point] = deque(maxlen=max(int(queue_limit), 1000))
+        self._auto_steps: Dict[str, int] = {}
+        self._bad_values = 0
+        self._bad_tags: set = set()
+        self._hot_errors = 0
+        # monitor thread state (guarded by _lock)
+        self._lock = threading.RLock()
+        self._feeds: Dict[str, SeriesFeed] = {}
+        self._stats: Dict[str, MetricStats] = {}  # the feeds' sinks, as the verdict reads them
+        self._processed = 0
+        self._overflows = 0
+        self._pending = 0
+        self._judgements = 0
+        self._last_judge = time.monotonic()
+        self._errors = 0
+        self._hook_errors = 0
+        # results (written by the judging thread, read anywhere)
+        self._verdict: Optional[Verdict] = None
+        self._stop = False
+        self._was_critical = False
+        self._attachments: List[_Attachment] = []
+        self._logdir: Optional[str] = None
+        self._closed = False
+        self._final_report: Optional[Dict[str, Any]] = None
+        self._stopping = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        atexit.register(self._close_at_exit)
+        if start:
+            self.start()
+
+    # ------------------------------------------------------------------ hot path
+    def log(self, step: Any, values: Mapping[str, Any], wall_time: Optional[float] = None) -> None:
+        """Record ``{series: value}`` at ``step``; microseconds, never raises (ignored after close)."""
+        if self._closed:
+            return
+        try:
+            wall = _now() if wall_time is None else float(wall_time)
+            if type(step) is not int:
+                step = int(step)
+            push = self._queue.append
+            for tag, value in values.items():
+                try:
+                    push((tag, step, value if type(value) is float else to_float(value), wall))
+                except Exception:
+                    self._bad_value(tag, value)
+        except Exception:
+            self._hot_error()
+
+    def log_scalar(
+        self,
+        tag: str,
+        value: Any,
+        step: Optional[Any] = None,
+        wall_time: Optional[float] = None,
+    ) -> None:
+        """Record one value; ``step=None`` uses the series' own counter (0, 1, 2, ...)."""
+        if self._closed:
+            return
+        try:
+            if step is None:
+                step = self._auto_steps.get(tag, -1) + 1
+                self._auto_steps[tag] = step
+            elif type(step) is not int:
+                step = int(step)
+            try:
+                converted = value if type(value) is float else to_float(value)
+            except Exception:
+                self._bad_value(tag, value)
+                return
+            self._queue.append((tag, step, converted, _now() if wall_time is None else wall_time))
+        except Exception:
+            self._hot_error()
+
+    def _log_group(
+        self,
+        names: Dict[str, Dict[str, str]],
+        main_tag: str,
+        values: Mapping[str, Any],
+        step: Optional[Any],
+        wall_time: Optional[float],
+        torch_layout: bool,
+    ) -> None:
+        """``add_scalars`` semantics: one wall time, series named as the reader names them.
+
+        ``names`` is the attached writer's cache main_tag -> key -> series name.
+        """
+        if self._closed:
+            return
+        try:
+            wall = _now() if wall_time is None else wall_time
+            if step is not None and type(step) is not int:
+                step = int(step)
+            known = names.get(main_tag)
+            if known is None:
+                known = names[main_tag] = {}
+            push = self._queue.append
+            for key, value in values.items():
+                name = known.get(key)
+                if name is None:
+                    if torch_layout:
+                        folder = main_tag.replace("/", "_") + "_" + key
+                    else:
+                        folder = main_tag + "/" + key
+                    name = known[key] = series_name(folder, main_tag)
+                try:
+                    converted = value if type(value) is float else to_float(value)
+                except Exception:
+                    self._bad_value(name, value)
+                    continue
+                if step is None:
+                    point_step = self._auto_steps.get(name, -1) + 1
+                    self._auto_steps[name] = point_step
+                    push((name, point_step, converted, wall))
+                else:
+                    push((name, step, converted, wall))
+        except Exception:
+            self._hot_error()
+
+    def _bad_value(self, tag: Any, value: Any) -> None:
+        try:
+            self._bad_values += 1
+            if tag not in self._bad_tags:
+                self._bad_tags.add(tag)
+                logger.warning(
+                    "tblive: %s: cannot use a value of type %s as a scalar; dropped (counted in "
+                    "monitor.counters['bad_values'], logged once per series)",
+                    tag,
+                    type(value).__name__,
+                )
+        except Exception:
+            pass
+
+    def _hot_error(self) -> None:
+        try:
+            self._hot_errors += 1
+            if self._hot_errors == 1:
+                logger.exception("tblive: a log call failed; the value was dropped")
+        except Exception:
+            pass
+
+    # ------------------------------------------------------------------ writers
+    def attach(self, writer: Any) -> Any:
+        """Wrap ``writer.add_scalar`` / ``add_scalars`` so every value also reaches the monitor.
+
+        Works with ``tensorboardX.SummaryWriter`` and ``torch.utils.tensorboard.SummaryWriter``
+        (and subclasses).  The original method runs first, with the caller's arguments, and its
+        result or exception is passed through unchanged; the monitor's part never raises.
+        Returns ``writer``.  Attaching the same writer again does nothing; a writer attached
+        to another monitor raises ValueError.
+        """
+        owner = getattr(writer, "_tblive_monitor", None)
+        if owner is self:
+            return writer
+        if owner is not None:
+            raise ValueError("this writer is already attached to another tblive Monitor")
+        torch_layout = _is_torch_writer(writer)
+        names: Dict[str, Dict[str, str]] = {}
+        original_scalar = writer.add_scalar
+        original_scalars = getattr(writer, "add_scalars", None)
+        monitor = self
+
+        def add_scalar(tag, scalar_value, global_step=None, walltime=None, *args, **kwargs):
+            result = original_scalar(tag, scalar_value, global_step, walltime, *args, **kwargs)
+            monitor.log_scalar(tag, scalar_value, global_step, walltime)
+            return result
+
+        def add_scalars(main_tag, tag_scalar_dict, global_step=None, walltime=None, *args, **kw):
+            result = original_scalars(main_tag, tag_scalar_dict, global_step, walltime, *args, **kw)
+            monitor._log_group(
+                names, main_tag, tag_scalar_dict, global_step, walltime, torch_layout
+            )
+            return result
+
+        add_scalar.__doc__ = getattr(original_scalar, "__doc__", None)
+        add_scalars.__doc__ = getattr(original_scalars, "__doc__", None)
+        state = vars(writer)
+        replacements = {"add_scalar": add_scalar, "_tblive_monitor": self}
+        if original_scalars is not None:
+            replacements["add_scalars"] = add_scalars
+        saved = {name: state.get(name, _MISSING) for name in replacements}
+        for name, value in replacements.items():
+            setattr(writer, name, value)
+        with self._lock:
+            self._attachments.append(_Attachment(writer, saved))
+            if self._logdir is None:
+                self._logdir = _writer_logdir(writer)
+                if self.run_name is None and self._logdir:
+                    self.run_name = _run_name_from_logdir(self._logdir)
+        return writer
+
+    def detach(self, writer: Any = None) -> None:
+        """Restore ``writer``'s own methods (every attached writer when None)."""
+        with self._lock:
+            keep = []
+            for attachment in self._attachments:
+                if writer is not None and attachment.writer is not writer:
+                    keep.append(attachment)
+                    continue
+                for name, previous in attachment.saved.items():
+                    try:
+                        if previous is _MISSING:
+                            delattr(attachment.writer, name)
+                        else:
+                            setattr(attachment.writer, name, previous)
+                    except AttributeError:
+                        pass
+            self._attachments = keep
+
+    # ------------------------------------------------------------------ monitor thread
+    def start(self) -> None:
+        """Start the monitor thread (done by the constructor unless ``start=False``)."""
+        if self._thread is not None or self._closed:
+            return
+        self._thread = threading.Thread(target=self._loop, name="tblive-monitor", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stopping.wait(self.tick):
+            try:
+                self._work(force=False)
+            except Exception:  # keep the thread alive whatever happens
+                self._errors += 1
+                logger.exception("tblive monitor: unexpected error (continuing)")
+
+    def _work(self, force: bool) -> Optional[Verdict]:
+        with self._lock:
+            self._pending += self._drain()
+            elapsed = time.monotonic() - self._last_judge
+            due = self._pending > 0 and (
+                elapsed >= self.interval
+                or (self.every_points and self._pending >= self.every_points and elapsed >= 1.0)
+            )
+            if force or due:
+                self._judge()
+            return self._verdict
+
+    def _drain(self) -> int:
+        """Move queued points into the per-series statistics; returns how many."""
+        queue = self._queue
+        if queue.maxlen is not None and len(queue) >= queue.maxlen:
+            self._overflows += 1
+            logger.warning(
+                "tblive monitor: %d points queued; the oldest were dropped (the monitor "
+                "thread fell behind)",
+                len(queue),
+            )
+        pop = queue.popleft
+        feeds = self._feeds
+        moved = 0
+        while True:
+            try:
+                tag, step, value, wall = pop()
+            except IndexError:
+                break
+            try:
+                if type(tag) is not str:  # a trainer's int or bytes key must not break the verdict
+                    tag = str(tag)
+                feed = feeds.get(tag)
+                if feed is None:
+                    feed = feeds[tag] = SeriesFeed(new_stats(tag))
+                    self._stats[tag] = feed.sink  # type: ignore[assignment]
+                feed.add(step, value, wall)
+                moved += 1
+            except Exception:
+                self._errors += 1
+                logger.exception("tblive monitor: could not add a point of %s", tag)
+        self._processed += moved
+        return moved
+
+    def _judge(self) -> None:
+        verdict = self.engine.judge(self.name, self._stats, _now())
+        self._judgements += 1
+        self._pending = 0
+        self._last_judge = time.monotonic()
+        if verdict is None:
+            return
+        self._verdict = verdict
+        status = verdict.status
+        if self.stop_on is not None and status >= self.stop_on and not self._stop:
+            self._stop = True
+            logger.warning(
+                "tblive: run %s is %s; monitor.should_stop is now True (%s)",
+                self.name,
+                status.name,
+                verdict.summary,
+            )
+        critical = status == Status.CRITICAL
+        if critical and not self._was_critical and self.on_critical is not None:
+            try:
+                self.on_critical(verdict)
+            except Exception:
+                self._hook_errors += 1
+                logger.exception("tblive: the on_critical hook raised (ignored)")
+        self._was_critical = critical
+
+    def check_now(self) -> Optional[Verdict]:
+        """Drain and judge synchronously, on the caller's thread; returns the verdict.
+
+        Costs what a verdict costs (milliseconds); for tests and the end of training.
+        """
+        try:
+            return self._work(force=True)
+        except Exception:
+            self._errors += 1
+            logger.exception("tblive monitor: check_now failed")
+            return self._verdict
+
+    # ------------------------------------------------------------------ status
+    @property
+    def name(self) -> str:
+        return self.run_name or "run"
+
+    @property
+    def verdict(self) -> Optional[Verdict]:
+        """The latest verdict (None before the first one)."""
+        return self._verdict
+
+    @property
+    def status(self) -> Status:
+        """The latest verdict's status (OK before the first verdict)."""
+        verdict = self._verdict
+        return verdict.status if verdict is not None else Status.OK
+
+    @property
+    def findings(self) -> List[Finding]:
+        """Every finding of the latest verdict, OK ones included."""
+        verdict = self._verdict
+        return list(verdict.findings) if verdict is not None else []
+
+    @property
+    def problems(self) -> List[Finding]:
+        """The WARNING / CRITICAL findings of the latest verdict, worst first."""
+        return sorted((f for f in self.findings if f.status > Status.OK), key=lambda f: -f.status)
+
+    @property
+    def should_stop(self) -> bool:
+        """True once a verdict reached ``stop_on`` (stays True); always False without it."""
+        return self._stop
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def counters(self) -> Dict[str, int]:
+        """Health of the monitor itself: points, problems, alert deliveries."""
+        dispatcher = self.engine.dispatcher
+        return {
+            "points": self._processed,
+            "queued": len(self._queue),
+            "series": len(self._stats),
+            "rewinds": self._rewinds(),
+            "bad_values": self._bad_values,
+            "errors": self._errors + self._hot_errors + self.engine.errors,
+            "hook_errors": self._hook_errors,
+            "queue_overflows": self._overflows,
+            "judgements": self._judgements,
+            "alerts_delivered": dispatcher.delivered,
+            "alert_failures": dispatcher.failures,
+            "alerts_given_up": dispatcher.given_up,
+            "alerts_dropped": dispatcher.dropped,
+        }
+
+    def _rewinds(self) -> int:
+        with self._lock:  # the monitor thread adds series to _feeds
+            return sum(feed.rewinds for feed in self._feeds.values())
+
+    def stats(self) -> Dict[str, MetricStats]:
+        """A snapshot (shallow copy) of the per-series statistics; do not mutate them."""
+        with self._lock:
+            return dict(self._stats)
+
+    # ------------------------------------------------------------------ report and close
+    def report(self) -> Dict[str, Any]:
+        """The JSON report of the run as it is now (``tblive report --json`` shape + ``monitor``)."""
+        from tblive.render.report import render_json
+
+        try:
+            with self._lock:
+                self._pending += self._drain()
+                verdict, roles = evaluate_with_roles(self.name, self._stats, self.config)
+                run = _MonitorRun(self.name, self._logdir or "", self._stats)
+                report = render_json(self._logdir or "", [RunResult(run, verdict, roles)])  # type: ignore[arg-type]
+            report["monitor"] = dict(self.counters, closed=self._closed)
+        except Exception:  # the trainer calls this: never raise into it
+            self._errors += 1
+            logger.exception("tblive monitor: could not build the report")
+            return {}
+        return report
+
+    def _report_file(self) -> Optional[str]:
+        if self.report_path is None:
+            return None
+        if self.report_path == AUTO:
+            return os.path.join(self._logdir, REPORT_NAME) if self._logdir else None
+        return str(self.report_path)
+
+    def close(self, timeout: float = 10.0, error: Optional[BaseException] = None) -> Dict[str, Any]:
+        """Stop, judge a last time, announce ``finished``, write the report, flush the sinks.
+
+        ``error``: the exception that ended training, if any (mentioned in the announcement).
+        Returns the final report (also on later calls).  Never raises.
+        """
+        if self._closed:
+            return self._final_report or {}
+        self._closed = True
+        report: Dict[str, Any] = {}
+        try:
+            atexit.unregister(self._close_at_exit)
+            self._stopping.set()
+            if self._thread is not None and self._thread is not threading.current_thread():
+                self._thread.join(timeout)  # (not when on_critical closes from that thread)
+            self.detach()
+            verdict = self._work(force=True)
+            if error is not None:
+                message = "training ended with %s: %s" % (type(error).__name__, error)
+            else:
+                message = verdict.summary if verdict is not None else ""
+            self.engine.lifecycle(self.name, "finished", message=message, now=_now())
+            report = self.report()
+            path = self._report_file()
+            if path:
+                self._write_report(path, report)
+        except Exception:
+            self._errors += 1
+            logger.exception("tblive monitor: close failed")
+        finally:
+            try:
+                self.engine.close(timeout)
+            except Exception:
+                logger.exception("tblive monitor: could not flush the alert sinks")
+        if report:
+            report["monitor"] = dict(self.counters, closed=True)
+        self._final_report = report
+        return report
+
+    @staticmethod
+    def _write_report(path: str, report: Dict[str, Any]) -> None:
+        from tblive.render.report import write_atomically
+
+        try:
+            write_atomically(path, json.dumps(report, indent=2) + "\n")
+        except (OSError, TypeError, ValueError) as error:
+            logger.warning("tblive: %s: cannot write the final report: %s", path, error)
+
+    def _close_at_exit(self) -> None:
+        self.close(timeout=5.0)
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
+        self.close(error=exc if isinstance(exc, Exception) else None)
+
+    def __repr__(self) -> str:
+        return "Monitor(run=%r, status=%s, points=%d)" % (
+            self.name,
+            self.status.name,
+            self._processed,
+        )
+
+
+def attach(writer: Any, run_name: Optional[str] = None, **options: Any) -> Monitor:
+    """``Monitor(run_name, **options)`` attached to ``writer``: the one-line integration.
+
+    ``options`` are :class:`Monitor`'s keyword arguments.  Keep the returned monitor and call
+    ``close()`` at the end of training (or use it as a context manager).
+    """
+    monitor = Monitor(run_name, **options)
+    monitor.attach(writer)
+    return monitor

@@ -1,0 +1,139 @@
+"""Gradient Norms: exploding or vanishing gradients (actor, critic or any ``*grad_norm*``).
+
+With factor = current level / max(head, ``floor``) of the norm, the current level being the
+larger of the smoothed tail and the median of the last 5 points (quick, yet spike-proof) (a norm that starts near zero because
+there is no reward to fit yet, then settles at a normal level, has not exploded):
+* factor >= ``blowup`` (at least 5 points): CRITICAL even in grace;
+* factor >= ``explode_critical`` with a significant rise, after grace: CRITICAL;
+* factor >= ``explode_warning`` with a significant rise: WARNING;
+* a spike (largest history level >= ``spike`` x the median level): WARNING;
+* tail <= ``vanish_factor`` x the median level, below its head, with a significant trend:
+  WARNING (vanishing).
+Norms that are exactly zero on most updates are left to Frozen Gradients.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import numpy as np
+
+from tblive.judge.findings import Finding, Status
+from tblive.judge.metrics import Config, MetricRef, Roles
+from tblive.judge.rules._common import (
+    Judgement,
+    View,
+    current_level,
+    fmt,
+    in_grace,
+    judge_all,
+    levels,
+    spike_factor,
+    spike_judgement,
+    trend_details,
+    zero_share,
+)
+from tblive.series.stats import MetricStats
+
+KEY = "grad_norm"
+NAME = "Gradient Norms"
+
+
+def check(view: View, roles: Roles, config: Config) -> List[Finding]:
+    if not roles.grad_norm:
+        return []
+    warn = config.threshold(KEY, "explode_warning")
+    crit = config.threshold(KEY, "explode_critical")
+    blowup = config.threshold(KEY, "blowup")
+    floor = config.threshold(KEY, "floor")
+    spike = config.threshold(KEY, "spike")
+    vanish = config.threshold(KEY, "vanish_factor")
+    frozen = config.threshold("frozen_gradients", "zero_share_warning")
+    advice_up = (
+        "Try: gradient clipping (max_grad_norm), a lower learning rate, normalised inputs/rewards."
+    )
+    advice_down = (
+        "Try: check for saturated activations, a too small learning rate, or detached outputs."
+    )
+
+    def judge(ref: MetricRef, stats: MetricStats) -> Optional[Judgement]:
+        if stats.finite_count == 0:
+            return None
+        details = trend_details(stats)
+        if zero_share(stats) >= frozen:
+            details["zero_share"] = zero_share(stats)
+            return Judgement(
+                Status.OK,
+                "%s is exactly 0 on most updates; see Frozen Gradients." % ref.tag,
+                details,
+            )
+        head = abs(stats.head_value())
+        tail = max(abs(stats.tail_value()), abs(current_level(stats)))
+        factor = tail / max(head, floor, 1e-12)
+        trend = stats.trend("all")
+        rising = trend.significant and trend.change > 0
+        spikes = spike_factor(stats)
+        grace = in_grace(stats, config)
+        details.update(
+            {
+                "factor": factor,
+                "floor": floor,
+                "explode_warning": warn,
+                "explode_critical": crit,
+                "blowup": blowup,
+                "spike_factor": spikes,
+                "spike_threshold": spike,
+                "vanish_factor": vanish,
+                "max": stats.max,
+                "in_grace": grace,
+            }
+        )
+        grows = "%s (%s) grows %s -> %s (x%s" % (
+            ref.tag,
+            ref.kind,
+            fmt(head),
+            fmt(tail),
+            fmt(factor),
+        )
+        if stats.finite_count >= 5 and factor >= blowup:
+            return Judgement(
+                Status.CRITICAL,
+                "%s, threshold x%s): exploding gradients. %s" % (grows, fmt(blowup), advice_up),
+                details,
+            )
+        if rising and factor >= crit and not grace:
+            return Judgement(
+                Status.CRITICAL,
+                "%s, threshold x%s): exploding gradients. %s" % (grows, fmt(crit), advice_up),
+                details,
+            )
+        if rising and factor >= warn:
+            return Judgement(
+                Status.WARNING, "%s, threshold x%s). %s" % (grows, fmt(warn), advice_up), details
+            )
+        spiky = spike_judgement(ref, stats, spikes, spike, advice_up, details)
+        if spiky is not None:
+            return spiky
+        typical = float(np.median(np.abs(levels(stats)))) if stats.finite_count else 0.0
+        details["median_level"] = typical
+        if typical > 0 and tail <= vanish * typical and head > tail and trend.significant:
+            return Judgement(
+                Status.WARNING,
+                "%s falls %s -> %s (x%s of its median level %s, threshold x%s): vanishing "
+                "gradients. %s"
+                % (
+                    ref.tag,
+                    fmt(head),
+                    fmt(tail),
+                    fmt(tail / typical),
+                    fmt(typical),
+                    fmt(vanish),
+                    advice_down,
+                ),
+                details,
+            )
+        return Judgement(
+            Status.OK, "%s: %s -> %s; in range." % (ref.tag, fmt(head), fmt(tail)), details
+        )
+
+    return judge_all(NAME, roles.grad_norm, view, judge)

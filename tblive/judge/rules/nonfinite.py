@@ -1,0 +1,73 @@
+"""Non-finite Values: any NaN or +-Inf in a metric is CRITICAL (WARNING for explained variance).
+
+Names the metric, how many values, and the first step with one.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+from tblive.judge.findings import Finding, Status
+from tblive.judge.metrics import Config, MetricRef, Roles, matches, split_agent
+from tblive.judge.rules._common import Judgement, View, fmt, judge_all
+from tblive.series.stats import MetricStats
+
+KEY = "nonfinite"
+NAME = "Non-finite Values"
+
+
+def check(view: View, roles: Roles, config: Config) -> List[Finding]:
+    if not any(stats.count for stats in view.values()):
+        return []  # nothing logged yet: nothing to say
+    bad = []
+    for tag in sorted(view):
+        stats = view[tag]
+        if stats.nonfinite_count:
+            agent, base = split_agent(tag)
+            bad.append(MetricRef(tag=tag, base=base, agent=agent))
+    if not bad:
+        return [
+            Finding(
+                NAME,
+                Status.OK,
+                "All %d metrics are finite (no NaN or Inf)." % len(view),
+                {"metrics": len(view)},
+            )
+        ]
+    ev_patterns = config.patterns["explained_variance"]
+
+    def judge(ref: MetricRef, stats: MetricStats) -> Judgement:
+        soft = matches(ev_patterns, ref.base)
+        status = Status.WARNING if soft else Status.CRITICAL
+        what = []
+        if stats.nan_count:
+            what.append("%d NaN" % stats.nan_count)
+        if stats.inf_count:
+            what.append("%d Inf" % stats.inf_count)
+        advice = (
+            "SB3 logs NaN here when the returns have zero variance; check the reward."
+            if soft
+            else "Lower the learning rate, clip gradients, and look for log(0), division by "
+            "zero or an unbounded reward at that step; resume from a checkpoint before it."
+        )
+        message = "%s has %s of %d values, first at step %s (last finite value %s). %s" % (
+            ref.tag,
+            " and ".join(what),
+            stats.count,
+            stats.first_nonfinite_step,
+            fmt(stats.recent.last if stats.finite_count else None),
+            advice,
+        )
+        return Judgement(
+            status,
+            message,
+            {
+                "nan_count": stats.nan_count,
+                "inf_count": stats.inf_count,
+                "count": stats.count,
+                "first_nonfinite_step": stats.first_nonfinite_step,
+                "threshold": 0,
+            },
+        )
+
+    return judge_all(NAME, bad, view, judge)

@@ -1,0 +1,1 @@
+"""Rendering: verdicts and statistics as text, JSON and side-by-side comparisons."""

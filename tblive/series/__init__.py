@@ -1,0 +1,1 @@
+"""Series: the restart rule (``feed``) and bounded incremental statistics per metric (``stats``)."""
