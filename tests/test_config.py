@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import re
+from pathlib import Path
+
 import pytest
 
-from tblive.judge.metrics import Config, ConfigError, classify, load_config
+from tblive.errors import ConfigError
+from tblive.judge.config import (
+    CHECK_KEYS,
+    DEFAULT_THRESHOLDS,
+    THRESHOLD_TYPES,
+    Config,
+    threshold_docs,
+)
+from tblive.judge.config_file import load_config
+from tblive.judge.roles import classify
 
 
 def write(tmp_path, text):
@@ -35,7 +49,6 @@ rise = 0.3
 enabled = false
 [patterns]
 success = ["my/solved"]
-[patterns.extend]
 reward = ["custom/score"]
 """,
         )
@@ -47,11 +60,48 @@ reward = ["custom/score"]
     roles = classify(
         ["my/solved", "eval/success_rate", "custom/score", "rollout/ep_rew_mean"], config
     )
-    assert [r.tag for r in roles.success] == ["my/solved"]
+    # [patterns] extends the defaults: the default success pattern still matches
+    assert [r.tag for r in roles.success] == ["eval/success_rate", "my/solved"]
+    # ... and the user's reward patterns come first: they take priority for the main reward
     assert [r.tag for r in roles.main_reward] == ["custom/score"]
-    assert (
-        Config.default().patterns["success"] != config.patterns["success"]
-    )  # defaults not mutated
+    assert Config.default().patterns["success"] != config.patterns["success"]  # not mutated
+
+
+def test_patterns_replace_list(tmp_path):
+    config = load_config(
+        write(
+            tmp_path,
+            """
+[patterns]
+replace = ["success"]
+success = ["my/solved"]
+entropy = ["my/ent"]
+""",
+        )
+    )
+    roles = classify(["my/solved", "eval/success_rate", "my/ent", "policy/entropy"], config)
+    assert [r.tag for r in roles.success] == ["my/solved"]  # replaced: defaults gone
+    assert sorted(r.tag for r in roles.entropy) == ["my/ent", "policy/entropy"]  # extended
+
+
+def test_patterns_extend_table_still_accepted(tmp_path):
+    """The earlier ``[patterns.extend]`` spelling means the same as plain ``[patterns]``."""
+    config = load_config(write(tmp_path, "[patterns.extend]\nreward = ['custom/score']\n"))
+    plain = load_config(write(tmp_path, "[patterns]\nreward = ['custom/score']\n"))
+    assert config.patterns == plain.patterns
+    assert config.patterns["reward"][0] == "custom/score"
+    assert set(Config.default().patterns["reward"]) < set(config.patterns["reward"])
+
+
+def test_exclusion_pattern_extends_by_removing(tmp_path):
+    """An excluding pattern added to a role removes matching tags from the default role."""
+    config = load_config(write(tmp_path, "[patterns]\nsuccess = ['!*success_bonus*']\n"))
+    roles = classify(["env/success_rate", "env/success_bonus"], config)
+    assert [r.tag for r in roles.success] == ["env/success_rate"]
+    assert sorted(r.tag for r in classify(["env/success_rate", "env/success_bonus"]).success) == [
+        "env/success_bonus",
+        "env/success_rate",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -68,6 +118,13 @@ reward = ["custom/score"]
         ("[patterns]\nrewardz = ['x']", "patterns.rewardz"),
         ("[patterns]\nreward = 3", "patterns.reward"),
         ("[patterns]\nreward = ['re:(']", "patterns.reward"),
+        ("[patterns]\nreplace = ['success']", "patterns.replace"),
+        ("[patterns]\nreplace = ['nope']\nnope = ['x']", "patterns.replace"),
+        ("[patterns]\nreplace = 3", "patterns.replace"),
+        ("[patterns.extend]\nsucess = ['x']", "patterns.extend.sucess"),
+        ("[checks.success]\nlow = 1.5", "checks.success.low"),
+        ("[checks.success]\nlow = nan", "checks.success.low"),
+        ("[grace]\nmin_points = 2.5", "grace.min_points"),
         ("disabled = ['No Such Check']", "disabled"),
         ("[grace\nmin_points = 1", "invalid TOML"),
     ],
@@ -226,28 +283,126 @@ def test_regex_and_exclusion_patterns():
     assert sorted(r.tag for r in roles.success) == ["goal_hit", "goal_reached"]
 
 
-def test_readme_documents_every_config_key(tmp_path):
-    """The TOML example in docs/configuration.md loads, and names every threshold the code has."""
-    from pathlib import Path
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+FAILED_EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "logs" / "mapush_failed"
 
-    from tblive.judge.metrics import DEFAULT_THRESHOLDS
 
-    readme = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text(
-        encoding="utf-8"
-    )
-    section = readme[readme.index("# Configuration") :]
-    block = section[
-        section.index("```toml") + len("```toml") : section.index(
-            "```", section.index("```toml") + 7
+def _toml_blocks(text):
+    blocks, start = [], 0
+    while "```toml" in text[start:]:
+        begin = text.index("```toml", start) + len("```toml")
+        end = text.index("```", begin)
+        blocks.append(text[begin:end])
+        start = end + 3
+    return blocks
+
+
+def _fmt(value):
+    return repr(value) if (value == 0 or 1e-2 <= abs(value) < 1e5) else "%g" % value
+
+
+def test_docs_reference_matches_declared_thresholds():
+    """Every threshold declared in code is in docs/configuration.md with its default, and the
+    page names no threshold the code does not have."""
+    import tblive.judge.rules  # noqa: F401  (rules may register their own thresholds)
+
+    text = DOCS.read_text(encoding="utf-8")
+    assert set(CHECK_KEYS) <= set(THRESHOLD_TYPES)
+    for check in THRESHOLD_TYPES:
+        head = "### `[checks.%s]`" % check
+        assert head in text, "docs/configuration.md lacks a %s table for [checks.%s]" % (
+            head,
+            check,
         )
-    ]
+        section = text[text.index(head) + len(head) :].split("\n### ", 1)[0]
+        rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \|", section, re.MULTILINE)
+        documented = {name: value.strip() for name, value in rows}
+        declared = threshold_docs(check)
+        assert set(documented) == set(declared), check
+        for name, (default, doc, _share) in declared.items():
+            assert documented[name] == _fmt(default), (check, name)
+            assert doc, (check, name)  # every field carries its one-line doc
+
+
+def test_typed_thresholds_are_the_defaults():
+    for check, kind in THRESHOLD_TYPES.items():
+        typed = Config.default().typed_thresholds(check)
+        assert isinstance(typed, kind)
+        for name, value in DEFAULT_THRESHOLDS[check].items():
+            assert getattr(typed, name) == value
+        for f in dataclasses.fields(typed):
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                setattr(typed, f.name, 1.0)
+    assert Config.default().typed_thresholds("grad_norm").spike == 30.0
+
+
+@pytest.mark.skipif(not FAILED_EXAMPLE.is_dir(), reason="example logs not in this checkout")
+def test_docs_example_is_safe_to_copy(tmp_path):
+    """Copying the page's first TOML block keeps every check on the failed example run (the
+    README's old example replaced the success patterns and silently dropped Success Rate)."""
+    from tblive.cli import main
+    from tblive.doors.posthoc import analyze
+
     path = tmp_path / "tblive.toml"
-    path.write_text(block, encoding="utf-8")
-    config = load_config(str(path))
-    for check, keys in DEFAULT_THRESHOLDS.items():
-        for key in keys:
-            assert config.threshold(check, key) == pytest.approx(DEFAULT_THRESHOLDS[check][key]), (
-                check,
-                key,
+    path.write_text(_toml_blocks(DOCS.read_text(encoding="utf-8"))[0], encoding="utf-8")
+    config = load_config(path)
+    for role, patterns in Config.default().patterns.items():
+        assert set(patterns) <= set(config.patterns[role]), role  # nothing removed
+    default = {r.name: r.verdict for r in analyze(str(FAILED_EXAMPLE))}
+    copied = {r.name: r.verdict for r in analyze(str(FAILED_EXAMPLE), config)}
+    assert default.keys() == copied.keys()
+    for name, verdict in default.items():
+        checks = {f.check for f in verdict.findings} - set(config.disabled)
+        assert "Success Rate" in checks
+        assert checks == {f.check for f in copied[name].findings}
+        assert copied[name].status == verdict.status
+    out = tmp_path / "report.json"
+    code = main(["report", str(FAILED_EXAMPLE), "--config", str(path), "--json", str(out)])
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert "Success Rate" in {d["name"] for d in report["diagnostics"]}
+    assert report["status"] == max(v.status for v in default.values()).name
+    assert code == 0
+
+
+def test_docs_replace_example_replaces(tmp_path):
+    path = tmp_path / "tblive.toml"
+    path.write_text(_toml_blocks(DOCS.read_text(encoding="utf-8"))[1], encoding="utf-8")
+    config = load_config(path)
+    assert config.patterns["success"] == ["re:^goal_(hit|reached)$"]
+    assert config.patterns["entropy"][0] == "my/ent"
+    assert len(config.patterns["entropy"]) == len(Config.default().patterns["entropy"]) + 1
+
+
+def test_a_check_without_thresholds_can_be_disabled(tmp_path):
+    from tblive.judge.rules import CHECK_NAMES
+
+    for key, name in CHECK_NAMES.items():
+        config = load_config(write(tmp_path, "[checks.%s]\nenabled = false\n" % key))
+        assert config.disabled == [name]
+
+
+def test_a_new_rule_registers_its_typed_thresholds(tmp_path):
+    from tblive.judge import config as config_module
+
+    @dataclasses.dataclass(frozen=True)
+    class GapThresholds:
+        gap: float = dataclasses.field(
+            default=0.5, metadata={"doc": "gap to siblings", "share": True}
+        )
+
+    before = Config.default()  # made before the registration
+    config_module.register_thresholds("probe_gap", GapThresholds)
+    try:
+        assert before.threshold("probe_gap", "gap") == 0.5  # falls back to the default
+        assert Config.default().typed_thresholds("probe_gap") == GapThresholds()
+        loaded = load_config(write(tmp_path, "[checks.probe_gap]\ngap = 0.25\n"))
+        assert loaded.threshold("probe_gap", "gap") == 0.25
+        with pytest.raises(ConfigError, match="checks.probe_gap.gap"):
+            load_config(write(tmp_path, "[checks.probe_gap]\ngap = 2.0\n"))
+        with pytest.raises(TypeError):
+            config_module.register_thresholds(
+                "probe_bad", dataclasses.make_dataclass("X", [("a", float)])
             )
-            assert "\n%s = " % key in block or "\n%s =" % key in block, (check, key)
+    finally:
+        config_module.THRESHOLD_TYPES.pop("probe_gap", None)
+        config_module.DEFAULT_THRESHOLDS.pop("probe_gap", None)

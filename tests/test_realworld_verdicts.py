@@ -48,7 +48,10 @@ def test_mapush_successful_runs_not_critical(case):
     found = statuses(case)
     assert found and all(s == Status.WARNING for s in found.values()), found
     entropy = [f for v in verdicts(case).values() for f in v.findings if f.check == "Entropy"]
-    assert entropy[0].status == Status.WARNING and "learning" in entropy[0].message
+    # the entropy rise is said, and excused by the return improving or holding its gain
+    message = entropy[0].message
+    assert entropy[0].status == Status.WARNING, message
+    assert "learning" in message or "keeps its gains" in message, message
 
 
 @pytest.mark.parametrize(
@@ -76,13 +79,17 @@ def test_healthy_runs_have_no_critical(case):
 
 
 def test_mlagents_flat_soccer_not_ok():
-    assert list(statuses("mlagents_poca_soccer_flat").values()) == [Status.WARNING]
+    """Self-play ELO 1200 -> 1195 and entropy 3.29 -> 3.28 over 1.7M steps: not learning; a
+    WARNING while live, CRITICAL when the report judges the run finished (files unchanged)."""
+    found = statuses("mlagents_poca_soccer_flat")
+    assert list(found.values()) in ([Status.WARNING], [Status.CRITICAL]), found
+    flagged = {c for _, c in checks_at("mlagents_poca_soccer_flat", list(found.values())[0])}
+    assert "Reward Trend" in flagged, flagged
 
 
 @pytest.mark.parametrize(
     "case,check",
     [
-        ("mappo_smac_5m_vs_6m_frozen_agents", "Frozen Gradients"),
         ("keras_tf2_overfit_train_val", "Overfitting"),
         ("light_mappo_ratio_anomaly_empty_runs", "PPO Health"),
         ("sb3_zoo_ppo_walker2d_3seeds", "PPO Health"),
@@ -92,6 +99,14 @@ def test_mlagents_flat_soccer_not_ok():
 def test_known_problems_warned(case, check):
     assert check in {c for _, c in checks_at(case, Status.WARNING)}
     assert not checks_at(case, Status.CRITICAL)
+
+
+def test_frozen_agents_without_any_net_improvement_is_critical():
+    """SMAC 5m_vs_6m: gradients exactly 0 on 82% of updates and the evaluation return shows no
+    net improvement over 6.4M steps: the frozen agents are warned, the run is not learning."""
+    case = "mappo_smac_5m_vs_6m_frozen_agents"
+    assert "Frozen Gradients" in {c for _, c in checks_at(case, Status.WARNING)}
+    assert {c for _, c in checks_at(case, Status.CRITICAL)} == {"Reward Trend"}
 
 
 def mapush_points(case: str) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:

@@ -276,3 +276,67 @@ def test_property_random_bytes_never_raise(data: bytes, block_size: int) -> None
         for payload in payloads_of(record_file):
             assert isinstance(payload, bytes)
         assert record_file.offset <= len(data)
+
+
+# -- limits, replaced and non-regular files ------------------------------------------------------
+
+
+@pytest.mark.parametrize("block_size", [16, 64, 4096, 1 << 20])
+def test_records_over_the_limit_are_skipped_unread(tmp_path: Path, block_size: int) -> None:
+    payloads = [b"a", b"x" * 3000, b"b", b"y" * 1000, b"z" * 5000, b"c"]
+    path = tmp_path / "events.out.tfevents.1"
+    path.write_bytes(frame(payloads))
+    record_file = RecordFile(str(path), block_size=block_size, max_record_size=2048)
+    assert payloads_of(record_file) == [b"a", b"b", b"y" * 1000, b"c"]
+    assert record_file.offset == path.stat().st_size
+    assert [issue.message.split(" is ")[0] for issue in record_file.issues] == [
+        "record of 3000 bytes",
+        "record of 5000 bytes",
+    ]
+    assert all("limit of 2048 bytes" in issue.message for issue in record_file.issues)
+
+
+def test_an_oversized_record_still_being_written_is_reported_once_then_skipped(
+    tmp_path: Path,
+) -> None:
+    data = frame([b"a", b"x" * 3000, b"b"])
+    path = tmp_path / "events.out.tfevents.1"
+    cut = 17 + 12 + 100  # inside the big record
+    path.write_bytes(data[:cut])
+    record_file = RecordFile(str(path), max_record_size=2048)
+    assert payloads_of(record_file) == [b"a"]
+    assert payloads_of(record_file) == []
+    assert len(record_file.issues) == 1
+    path.write_bytes(data)
+    assert payloads_of(record_file) == [b"b"]
+    assert len(record_file.issues) == 1
+
+
+def test_a_fifo_is_reported_and_its_issue_withdrawn_once_it_is_a_file(tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "events.out.tfevents.1"
+    os.mkfifo(path)
+    record_file = RecordFile(str(path))
+    assert payloads_of(record_file) == [] and payloads_of(record_file) == []
+    (issue,) = record_file.issues
+    assert "a FIFO, not a regular file" in issue.message and not issue.fatal
+    assert record_file.unreadable is not None
+    path.unlink()
+    path.write_bytes(frame([b"a"]))
+    assert payloads_of(record_file) == [b"a"]
+    assert record_file.issues == [] and record_file.unreadable is None
+
+
+def test_a_rewritten_file_of_the_same_size_or_larger_is_read_from_the_start(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.out.tfevents"
+    path.write_bytes(frame([b"first", b"file"]))
+    record_file = RecordFile(str(path))
+    assert payloads_of(record_file) == [b"first", b"file"]
+    with open(path, "r+b") as stream:  # same inode, new content, longer
+        stream.write(frame([b"other", b"file", b"grown"]))
+    assert payloads_of(record_file) == [b"other", b"file", b"grown"]
+    (issue,) = record_file.issues
+    assert "first bytes changed" in issue.message

@@ -7,8 +7,9 @@ from typing import Dict, Optional
 import numpy as np
 import pytest
 
+from tblive.judge.config import Config
 from tblive.judge.findings import Status
-from tblive.judge.metrics import Config, classify
+from tblive.judge.roles import classify
 from tblive.judge.rules import CHECK_NAMES, CHECKS
 from tblive.judge.verdict import evaluate
 from tblive.series.stats import MetricStats
@@ -74,10 +75,16 @@ CASES = [
         {"mapush/success_rate": np.zeros(N), "average_step_reward": ramp(-400, -150, 10)},
         Status.WARNING,
     ),
-    (
-        "success-low",
+    (  # success never clearly left ~0 and the return is flat for 200 points: not solved
+        "success-near-zero-nothing-improves",
         "Success Rate",
         {"eval_win_rate": flat(0.04, 0.01), "eval_average_episode_rewards": flat(10, 0.5)},
+        Status.CRITICAL,
+    ),
+    (  # the same low success while the return improves: said, not fatal
+        "success-low-return-improving",
+        "Success Rate",
+        {"eval_win_rate": flat(0.04, 0.01), "eval_average_episode_rewards": ramp(10, 30, 0.5)},
         Status.WARNING,
     ),
     (
@@ -100,7 +107,19 @@ CASES = [
         {"eval_average_episode_rewards": np.r_[ramp(12, 19, 0.3, 20), flat(19.3, 0.3, 180)]},
         Status.OK,
     ),
-    ("reward-flat", "Reward Trend", {"charts/episodic_return": flat(5.0, 1.0)}, Status.WARNING),
+    # a lone flat return is the weakest sign: WARNING for a while, CRITICAL after 8 x grace
+    (
+        "reward-flat-150-points",
+        "Reward Trend",
+        {"charts/episodic_return": flat(5.0, 1.0, 150)},
+        Status.WARNING,
+    ),
+    (
+        "reward-flat-200-points",
+        "Reward Trend",
+        {"charts/episodic_return": flat(5.0, 1.0)},
+        Status.CRITICAL,
+    ),
     ("reward-falling", "Reward Trend", {"Train/mean_reward": ramp(10, 2, 0.3)}, Status.CRITICAL),
     (
         "reward-falling-but-success-rising",
@@ -351,7 +370,7 @@ def test_nan_names_first_step():
 
 def test_checks_without_metrics_are_omitted():
     verdict = evaluate("run", build({"rollout/ep_rew_mean": ramp(20, 500, 10)}))
-    assert {f.check for f in verdict.findings} == {"Non-finite Values", "Reward Trend"}
+    assert {f.check for f in verdict.findings} == {"Non-finite Values", "Judged", "Reward Trend"}
     assert verdict.status == Status.OK and verdict.total_steps == (N - 1) * 1000
 
 
@@ -460,8 +479,10 @@ def test_check_registry_order_and_names():
     assert names[0] == "Non-finite Values"
     assert set(names) == {
         "Non-finite Values",
+        "Judged",
         "Success Rate",
         "Reward Trend",
+        "Peers",
         "Entropy",
         "Value Loss",
         "Policy Loss",

@@ -84,7 +84,8 @@ def test_resume_from_checkpoint_rewinds_only_that_series(tmp_path: Path) -> None
     assert points["b"] == [(s, 2.0, float(s)) for s in range(0, 100, 10)]
 
 
-def test_duplicate_tag_step_counts_once_last_wins(tmp_path: Path) -> None:
+def test_a_repeated_step_is_one_more_measurement(tmp_path: Path) -> None:
+    """CleanRL's returns, rmappo's two evaluations: equal steps are kept, across files too."""
     events = [
         scalar_event("a", 1, 1.0, 1.0),
         scalar_event("a", 2, 2.0, 2.0),
@@ -95,8 +96,24 @@ def test_duplicate_tag_step_counts_once_last_wins(tmp_path: Path) -> None:
         tmp_path / "events.out.tfevents.2",
         [scalar_event("a", 2, 7.0, 4.0), scalar_event("a", 3, 3.0, 5.0)],
     )
-    points, _ = directory_points(tmp_path)
-    assert points["a"] == [(1, 1.0, 1.0), (2, 7.0, 4.0), (3, 3.0, 5.0)]
+    points, run = directory_points(tmp_path)
+    assert points["a"] == [
+        (1, 1.0, 1.0),
+        (2, 2.0, 2.0),
+        (2, 9.0, 3.0),
+        (2, 7.0, 4.0),
+        (3, 3.0, 5.0),
+    ]
+    assert run.restarts == {"rewinds": 0, "points_discarded": 0}
+
+
+def test_a_step_below_the_last_discards_and_is_counted(tmp_path: Path) -> None:
+    events = [scalar_event("a", s, 1.0, float(s)) for s in (0, 1, 2, 2, 3)]
+    events += [scalar_event("a", 2, 5.0, 10.0), scalar_event("a", 4, 6.0, 11.0)]
+    write_event_file(tmp_path / "events.out.tfevents.1", events)
+    points, run = directory_points(tmp_path)
+    assert points["a"] == [(0, 1.0, 0.0), (1, 1.0, 1.0), (2, 5.0, 10.0), (4, 6.0, 11.0)]
+    assert run.restarts == {"rewinds": 1, "points_discarded": 3}
 
 
 def test_restart_rules_with_statistics_sinks(tmp_path: Path) -> None:
@@ -127,7 +144,7 @@ def mixed_file_bytes() -> bytes:
             )
     events.append(session_start_event(8, 30.0))
     events += [scalar_event("loss", s, 2.0, 31.0 + s) for s in range(8, 11)]
-    events.append(scalar_event("loss", 10, 3.0, 50.0))  # duplicate step: last wins
+    events.append(scalar_event("loss", 10, 3.0, 50.0))  # a repeated step: kept as well
     return event_bytes(events)
 
 

@@ -54,8 +54,8 @@ from test_scenarios import (  # noqa: E402
 from test_scenarios import cases as shared_cases  # noqa: E402
 
 from tblive.doors.posthoc import new_stats  # noqa: E402
+from tblive.judge.config import Config  # noqa: E402
 from tblive.judge.findings import Finding, Status, Verdict  # noqa: E402
-from tblive.judge.metrics import Config  # noqa: E402
 from tblive.judge.verdict import evaluate  # noqa: E402
 from tblive.read.runs import load_points, read_directory_points  # noqa: E402
 from tblive.series.feed import SeriesFeed  # noqa: E402
@@ -649,29 +649,23 @@ def cleanrl_outliers(points: int, seed: int) -> Log:
     return log
 
 
-# Known gaps: (scenario, length; 0 = every length) -> why tblive misses the expectation today.
-_WINDOW = (
-    "the failure-sign windows are counted in points (one sign: 3 x grace.min_points = 75 "
-    "points, two: 50, three: 25), from the first point, whatever the run's length or planned "
-    "length: "
-)
-_FLAT = (
-    _WINDOW + "success exactly 0 through a healthy 20-30% flat start is CRITICAL at point 75-150 "
-    "(5-15% of a 1000-3000-point run), even with grace.expected_steps set (grace ends at 10%, "
-    "the window already counts the grace points)"
-)
-KNOWN_GAPS: Dict[Tuple[str, int], str] = {
-    ("long_flat_harl", 0): _FLAT,
-    ("long_flat_harl_sparse", 0): _FLAT + " (doubled to 150 points before any reward: 15%)",
-    ("sac_her_fetch_flat25", 1000): _FLAT,
-    ("reward_slow_decline", 100): _WINDOW + "a lone falling reward needs 75 points = 75% of a "
-    "100-point run (-20% by 50%, due 50%)",
-    ("entropy_up_reward_down", 100): _WINDOW + "two signs need 50 points = 50% of a "
-    "100-point run (due 30%; 20% at 300 points)",
-    ("success_zero_all_run+expected", 1000): "with the planned length known a lone sign must "
-    "last 30% of it; the 30% prefix ends just before step 0.3 x planned, so CRITICAL comes at "
-    "35% (due 30%). The healthy runs here have flat starts of up to 30%, so 30% is the boundary",
+#: Cases judged with the run's planned length known (``grace.expected_steps`` = its last
+#: step, what the report reads from the trainer's saved config). Without it the failure windows
+#: are counted in points from the first point (one sign: 3 x grace.min_points = 75 points, a
+#: flat return alone 200, two signs 50, three 25), whatever the run's length: a healthy
+#: 1000-3000-point run with a 20-30% flat start and zero success is CRITICAL at point 75-150,
+#: and a failing 100-point run is judged at 50% where 30% is due. With the length known the
+#: windows are 10% / 20% / 30% of it.
+PLANNED: Dict[Tuple[str, int], str] = {
+    ("long_flat_harl", 1000): "healthy flat start of 20-30% in 1000 points",
+    ("long_flat_harl", 3000): "healthy flat start of 20-30% in 3000 points",
+    ("long_flat_harl_sparse", 1000): "healthy sparse flat start in 1000 points",
+    ("long_flat_harl_sparse", 3000): "healthy sparse flat start in 3000 points",
+    ("sac_her_fetch_flat25", 1000): "healthy 25% flat start in 1000 points",
+    ("entropy_up_reward_down", 100): "two signs need 50 points = 50% of a 100-point run",
+    ("reward_slow_decline", 100): "a lone falling return needs 75 points = 75% of 100",
 }
+KNOWN_GAPS: Dict[Tuple[str, int], str] = {}
 #: gaps that depend on the noise of one seed
 KNOWN_SEED_GAPS: Dict[Tuple[str, int, int], str] = {}
 
@@ -691,7 +685,7 @@ def run_case(sc: Scenario, length: int, seed: int) -> List[Prefix]:
         else:
             write(log, logdir)
         config = None
-        if sc.expected_steps:
+        if sc.expected_steps or (sc.name, length) in PLANNED:
             config = Config.default()
             config.grace.expected_steps = int(
                 max(int(st[-1]) for st, _ in list(log.plain.values()) + list(log.grouped.values()))

@@ -8,7 +8,7 @@ from typing import List
 
 import pytest
 
-from tblive.read.tail import CLOSED, CREATED, MODIFIED, Change, ChangeQueue, Tail
+from tblive.read.tail import CLOSED, CREATED, MODIFIED, REOPENED, Change, ChangeQueue, Tail
 
 
 def collect(changes: ChangeQueue, until, timeout: float = 5.0) -> List[Change]:
@@ -25,13 +25,14 @@ def test_change_queue_dedupes_and_keeps_what_matters():
         queue.put(Change("/r/events.1", MODIFIED))
     queue.put(Change("/r/events.1", CLOSED))
     queue.put(Change("/r/events.2", CLOSED))
-    queue.put(Change("/r/events.2", MODIFIED))  # a write after the close: open again
+    queue.put(Change("/r/events.2", MODIFIED))  # a write after the close: reopened
     assert len(queue) == 2
     drained = queue.drain(0)
     assert sorted((c.path, c.kind) for c in drained) == [
         ("/r/events.1", CLOSED),
         ("/r/events.1", MODIFIED),
         ("/r/events.2", MODIFIED),
+        ("/r/events.2", REOPENED),  # closed and opened again: not an end
     ]
     assert queue.drain(0) == []
     started = time.monotonic()
@@ -68,3 +69,28 @@ def test_tail_sees_appends_new_folders_and_closes(tmp_path, poll):
     finally:
         assert tail.stop()
     assert set(threading.enumerate()) - before == set()
+
+
+def test_missing_directory_reports_its_creation_through_the_nearest_parent(tmp_path):
+    """inotify: a watch on the nearest existing parent says when the way to LOGDIR appears."""
+    changes = ChangeQueue()
+    target = tmp_path / "a" / "b" / "logs"
+    tail = Tail(str(target), changes)
+    tail.start()
+    try:
+        assert not tail.watching
+        (tmp_path / "unrelated").mkdir()  # not on the way: not reported
+        (tmp_path / "a").mkdir()
+        seen = collect(changes, lambda s: any(c.is_directory for c in s), timeout=3.0)
+        assert [(c.path, c.is_directory) for c in seen] == [(str(tmp_path / "a"), True)]
+        assert not tail.ensure_watching()  # moves the parent watch down to a/
+        target.mkdir(parents=True)
+        seen = collect(changes, lambda s: any(c.is_directory for c in s), timeout=3.0)
+        assert any(c.path == str(tmp_path / "a" / "b") for c in seen)
+        assert tail.ensure_watching()  # now the real, recursive watch
+        path = target / "events.out.tfevents.1.host"
+        path.write_bytes(b"x")
+        seen = collect(changes, lambda s: any(c.path == str(path) for c in s))
+        assert any(c.path == str(path) for c in seen)
+    finally:
+        assert tail.stop()

@@ -4,233 +4,96 @@ Contract:
 
 * :class:`AlertTracker` is a pure state machine: no I/O, no clock of its own (``now`` is
   passed in, seconds as from ``time.time()``), no threads. Feed it every verdict of every
-  run with :meth:`AlertTracker.observe`; it returns the alerts to send (usually none).
-* Findings of one run that share a ``check`` name form one *group* and produce at most one
-  alert per evaluation (eight agents tripping "Gradient Norms" -> one alert listing all
-  eight findings). The group's status is the worst of its findings.
-* Transitions per (run, check) group:
+  run with :meth:`AlertTracker.observe`; it returns the alerts to send: **at most one per
+  run and evaluation**, a *digest* (headline = the run's status, then one line per check
+  whose state changed).
+* Findings of one run that share a ``check`` name form one *group* (eight agents tripping
+  "Gradient Norms" -> one line listing all eight). The group's status is the worst of its
+  findings. Per group:
 
   ==================================  ============  =====================================
-  before -> now                       alert kind    notes
+  before -> now                       change kind   notes
   ==================================  ============  =====================================
   OK / unseen -> WARNING/CRITICAL     ``problem``
   bad -> worse than last alerted      ``worse``     e.g. WARNING -> CRITICAL
-  bad, unchanged or better            none          until the cooldown expires, then
-                                                    ``reminder`` (once per cooldown)
-  bad -> OK / absent from verdict     ``recovered`` announced once
-  OK -> OK                            none
+  bad, unchanged or better            none          until the cooldown expires
+  bad -> OK / absent from verdict     ``recovered`` once it held for ``recovery_confirmations``
+                                                    evaluations of new data (no flapping)
   ==================================  ============  =====================================
 
-  A check missing from a later verdict of the same run counts as OK (the rule no longer
-  fires).
-* Run lifecycle (decided by the daemon, announced here so they share sinks and wording):
-  :meth:`AlertTracker.lifecycle` with ``"stalled"`` (WARNING), ``"resumed"`` (OK, only after
-  stalled or finished) and ``"finished"`` (once per run, or once more after a ``"resumed"``:
-  a restarted writer that ends again; carrying the final verdict's status if given).
+  The digest's ``kind`` is the most urgent of its changes (problem > worse > reminder >
+  recovered). When the oldest announcement of a still-bad group is ``cooldown`` old, every
+  still-bad group of the run is repeated in one ``reminder`` digest (one per run, never for a
+  finished run).
+* Grace: ``observe(..., in_grace=True)`` (the run is still young; the engine decides) holds
+  everything back: no alert and no state change until the run has left its grace, so the
+  first digest carries what the run looks like then.
+* Run lifecycle (decided by the daemon): :meth:`AlertTracker.lifecycle` with ``"stalled"``
+  (WARNING), ``"resumed"`` (OK, only after stalled or finished) and ``"finished"`` /
+  ``"crashed"`` (the run's end, once per run, or once more after ``"resumed"``; carrying the
+  final verdict's status if given; ``crashed`` at least WARNING).
   Repeating the same lifecycle event returns ``None``.
+* :func:`startup_digest` merges the alerts of a start-up pass (many runs) into one message.
+* :meth:`AlertTracker.state_dict` / :meth:`AlertTracker.load_state_dict`: what was announced,
+  per run and check, as a JSON-ready dict (state file, framework checkpoints); a restarted
+  tracker does not repeat what did not change.
 
-:class:`Alert` carries everything a sink needs (run, host, step, the grouped findings, the
-key metric's last values) and renders itself as plain text (``title`` and ``text``), which
-every sink uses as its fallback.
+:class:`Alert` carries everything a sink needs (run, host, step, changes, findings, the key
+metric's last values) and renders itself as plain text (``title`` and ``text``), which every
+sink uses as its fallback.
 """
 
 from __future__ import annotations
 
-import math
 import socket
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-from tblive.judge.findings import STATUS_EMOJI, Finding, Status, Verdict
-
-PROBLEM = "problem"
-WORSE = "worse"
-REMINDER = "reminder"
-RECOVERED = "recovered"
-STALLED = "stalled"
-RESUMED = "resumed"
-FINISHED = "finished"
-
-#: Alert kinds produced by :meth:`AlertTracker.observe` (check transitions).
-CHECK_KINDS = (PROBLEM, WORSE, REMINDER, RECOVERED)
-#: Alert kinds produced by :meth:`AlertTracker.lifecycle` (run lifecycle).
-LIFECYCLE_KINDS = (STALLED, RESUMED, FINISHED)
-#: Every alert kind.
-ALERT_KINDS = CHECK_KINDS + LIFECYCLE_KINDS
-
-#: Pseudo check name used by lifecycle alerts.
-LIFECYCLE_CHECK = "Run"
-
-_KIND_EMOJI = {
-    RECOVERED: "\U0001f7e2",  # green circle
-    RESUMED: "\u25b6\ufe0f",  # play
-    STALLED: "\u23f8\ufe0f",  # pause
-    FINISHED: "\U0001f3c1",  # chequered flag
-}
-
-_SPARK_CHARS = "\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588"
-_SPARK_NON_FINITE = "\u00d7"  # multiplication sign marks NaN / inf
-
-
-def sparkline(values: Sequence[float], width: int = 20) -> str:
-    """The last ``width`` values as a unicode sparkline (``▁▂▃▄▅▆▇█``).
-
-    Non-finite values (NaN, inf) show as ``×``; a constant series shows as a flat middle
-    line; an empty series gives ``""``.
-    """
-    tail = list(values)[-width:] if width > 0 else []
-    finite = [float(v) for v in tail if _is_finite(v)]
-    if not finite:
-        return _SPARK_NON_FINITE * len(tail)
-    low, high = min(finite), max(finite)
-    span = high - low
-    chars = []
-    for value in tail:
-        if not _is_finite(value):
-            chars.append(_SPARK_NON_FINITE)
-        elif span <= 0.0:
-            chars.append(_SPARK_CHARS[3])
-        else:
-            index = int((float(value) - low) / span * (len(_SPARK_CHARS) - 1) + 0.5)
-            chars.append(_SPARK_CHARS[min(max(index, 0), len(_SPARK_CHARS) - 1)])
-    return "".join(chars)
-
-
-def _is_finite(value: Any) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _format_value(value: float) -> str:
-    return "%.4g" % value if _is_finite(value) else str(float(value))
-
-
-@dataclass
-class Alert:
-    """One message to send.
-
-    ``kind`` is one of :data:`ALERT_KINDS`; ``check`` the grouped check's name (or
-    :data:`LIFECYCLE_CHECK` for lifecycle alerts); ``findings`` the group's findings (for
-    ``recovered``: the check's OK findings, possibly none); ``previous`` the status alerted
-    before (for ``worse``/``recovered``); ``time`` seconds since the epoch; ``key_metric`` /
-    ``sparkline_values`` the tag and last values of the metric to draw (optional);
-    ``message`` an extra sentence (lifecycle alerts).
-    """
-
-    kind: str
-    run: str
-    status: Status
-    check: str
-    findings: List[Finding] = field(default_factory=list)
-    step: Optional[int] = None
-    host: str = ""
-    time: float = 0.0
-    previous: Optional[Status] = None
-    key_metric: Optional[str] = None
-    sparkline_values: Optional[List[float]] = None
-    message: str = ""
-
-    @property
-    def emoji(self) -> str:
-        """Status emoji: 🔴/🟡 for problems, 🟢 recovered, ⏸ stalled, ▶ resumed, 🏁 finished."""
-        return _KIND_EMOJI.get(self.kind, STATUS_EMOJI[self.status])
-
-    @property
-    def title(self) -> str:
-        """Plain one-liner, e.g. ``CRITICAL run 'ppo_1': Gradient Norms (8 findings)``."""
-        if self.kind == FINISHED:
-            return "Run '%s' finished (%s)" % (self.run, self.status.name)
-        if self.kind in LIFECYCLE_KINDS:
-            return "Run '%s' %s" % (self.run, self.kind)
-        if self.kind == RECOVERED:
-            return "RECOVERED run '%s': %s is back to OK" % (self.run, self.check)
-        count = len(self.findings)
-        what = self.check if count <= 1 else "%s (%d findings)" % (self.check, count)
-        head = "%s run '%s': %s" % (self.status.name, self.run, what)
-        if self.kind == WORSE and self.previous is not None:
-            return "%s got worse (%s -> %s)" % (head, self.previous.name, self.status.name)
-        if self.kind == REMINDER:
-            return "%s is still %s" % (head, self.status.name)
-        return head
-
-    @property
-    def sparkline(self) -> str:
-        """The key metric's sparkline, or ``""`` when no values were attached."""
-        return sparkline(self.sparkline_values or [])
-
-    @property
-    def metric_line(self) -> str:
-        """``"reward ▁▃▅█ last 12.5"``, or ``""`` without values."""
-        values = self.sparkline_values or []
-        if not values:
-            return ""
-        return "%s %s last %s" % (
-            self.key_metric or "metric",
-            self.sparkline,
-            _format_value(values[-1]),
-        )
-
-    @property
-    def context_line(self) -> str:
-        """``"host gpu3 · step 120000 · kind problem"`` (parts that are known)."""
-        parts = []
-        if self.host:
-            parts.append("host %s" % self.host)
-        if self.step is not None:
-            parts.append("step %d" % self.step)
-        parts.append("kind %s" % self.kind)
-        return " \u00b7 ".join(parts)
-
-    @property
-    def text(self) -> str:
-        """Plain multi-line rendering: title, extra message, one line per finding, context."""
-        lines = [self.title]
-        if self.message:
-            lines.append(self.message)
-        for finding in self.findings:
-            if finding.status > Status.OK or self.kind == RECOVERED:
-                lines.append("- [%s] %s" % (finding.status.name, finding.message))
-        if self.metric_line:
-            lines.append(self.metric_line)
-        lines.append(self.context_line)
-        return "\n".join(lines)
-
-    def to_dict(self) -> Dict[str, Any]:
-        """JSON-ready record (used by the JSON-lines sink)."""
-        return {
-            "time": self.time,
-            "run": self.run,
-            "kind": self.kind,
-            "status": self.status.name,
-            "previous": None if self.previous is None else self.previous.name,
-            "check": self.check,
-            "step": self.step,
-            "host": self.host,
-            "title": self.title,
-            "message": self.title if not self.message else "%s: %s" % (self.title, self.message),
-            "findings": [f.to_dict() for f in self.findings],
-            "key_metric": self.key_metric,
-            "values": list(self.sparkline_values) if self.sparkline_values else None,
-        }
+from tblive.alert.message import (  # noqa: F401 (re-exported: the alert vocabulary)
+    _KIND_ORDER,
+    ALERT_KINDS,
+    CHECK_KINDS,
+    CRASHED,
+    FINISHED,
+    LIFECYCLE_CHECK,
+    LIFECYCLE_KINDS,
+    PROBLEM,
+    RECOVERED,
+    REMINDER,
+    RESUMED,
+    STALLED,
+    STARTUP,
+    TEST,
+    WORSE,
+    Alert,
+    CheckChange,
+    sparkline,
+    startup_digest,
+)
+from tblive.judge.findings import Finding, Status, Verdict
 
 
 @dataclass(frozen=True)
 class AlertPolicy:
-    """When to repeat: a still-bad check is re-announced after ``cooldown_seconds``.
+    """When to repeat: still-bad checks are re-announced after ``cooldown_seconds``.
 
-    ``sparkline_points`` bounds how many of the key metric's last values are attached.
+    ``recovery_confirmations``: a bad check is announced recovered only after this many
+    evaluations of new data in a row found it OK (a check that flickers OK for one evaluation
+    and back is not a recovery plus a new problem).  ``sparkline_points`` bounds how many of
+    the key metric's last values are attached.
     """
 
     cooldown_seconds: float = 3600.0
     sparkline_points: int = 20
+    recovery_confirmations: int = 3
 
 
 @dataclass
 class _GroupState:
     alerted_status: Status  # the status last announced for this bad episode
     last_alert_time: float
+    ok_streak: int = 0  # evaluations of new data in a row that found the check OK
+    ok_seen: Optional[Tuple[int, int]] = None  # (points, steps) of the last one counted
 
 
 @dataclass
@@ -238,6 +101,9 @@ class _RunState:
     groups: Dict[str, _GroupState] = field(default_factory=dict)
     lifecycle: str = "active"  # active | stalled | finished
     finished_announced: bool = False
+
+
+STATE_VERSION = 1
 
 
 class AlertTracker:
@@ -258,13 +124,17 @@ class AlertTracker:
         now: float,
         step: Optional[int] = None,
         key_values: Optional[Dict[str, List[float]]] = None,
+        in_grace: bool = False,
     ) -> List[Alert]:
-        """Alerts caused by this verdict of ``verdict.run``, at time ``now``.
+        """The digest caused by this verdict of ``verdict.run`` at ``now`` (``[]`` or one).
 
         ``step`` defaults to ``verdict.total_steps`` when that is positive. ``key_values``
-        maps metric tags to their recent values; an alert draws the values of its worst
-        finding's metric if present there, else of the first entry (the run's key metric).
+        maps metric tags to their recent values; the digest draws the values of its worst
+        change's metric if present there, else of the first entry (the run's key metric).
+        ``in_grace``: the run is still in its grace period: nothing is announced or recorded.
         """
+        if in_grace:
+            return []
         if step is None and verdict.total_steps > 0:
             step = verdict.total_steps
         state = self._runs.setdefault(verdict.run, _RunState())
@@ -272,48 +142,89 @@ class AlertTracker:
         for finding in verdict.findings:
             groups.setdefault(finding.check, []).append(finding)
 
-        alerts: List[Alert] = []
+        changes: List[CheckChange] = []
+        unchanged_bad: Dict[str, List[Finding]] = {}
         for check, findings in groups.items():
             status = max(f.status for f in findings)
             previous = state.groups.get(check)
             if status == Status.OK:
-                if previous is not None:
+                if previous is not None and self._recovered(previous, verdict):
                     del state.groups[check]
-                    alerts.append(
-                        self._alert(
-                            RECOVERED, verdict.run, Status.OK, check, findings, now, step,
-                            key_values, previous=previous.alerted_status,
-                        )
-                    )  # fmt: skip
+                    changes.append(
+                        CheckChange(check, RECOVERED, Status.OK, previous.alerted_status, findings)
+                    )
                 continue
             bad = sorted((f for f in findings if f.status > Status.OK), key=lambda f: -f.status)
             if previous is None:
-                kind: Optional[str] = PROBLEM
+                changes.append(CheckChange(check, PROBLEM, status, None, bad))
             elif status > previous.alerted_status:
-                kind = WORSE
-            elif now - previous.last_alert_time >= self.policy.cooldown_seconds:
-                kind = REMINDER
+                changes.append(CheckChange(check, WORSE, status, previous.alerted_status, bad))
             else:
-                kind = None
-            if kind is None:
+                previous.ok_streak, previous.ok_seen = 0, None
+                unchanged_bad[check] = bad
                 continue
             state.groups[check] = _GroupState(alerted_status=status, last_alert_time=now)
-            alerts.append(
-                self._alert(
-                    kind, verdict.run, status, check, bad, now, step, key_values,
-                    previous=None if previous is None else previous.alerted_status,
-                )
-            )  # fmt: skip
-
         for check in [c for c in state.groups if c not in groups]:
+            if not self._recovered(state.groups[check], verdict):
+                continue
             previous_state = state.groups.pop(check)
-            alerts.append(
-                self._alert(
-                    RECOVERED, verdict.run, Status.OK, check, [], now, step, key_values,
-                    previous=previous_state.alerted_status,
-                )
-            )  # fmt: skip
-        return alerts
+            changes.append(
+                CheckChange(check, RECOVERED, Status.OK, previous_state.alerted_status, [])
+            )
+        # one reminder per run: every still-bad check, once the oldest announcement is due
+        if unchanged_bad and state.lifecycle != "finished":
+            oldest = min(state.groups[c].last_alert_time for c in unchanged_bad)
+            if now - oldest >= self.policy.cooldown_seconds:
+                for check, bad in unchanged_bad.items():
+                    group = state.groups[check]
+                    changes.append(CheckChange(check, REMINDER, group.alerted_status, None, bad))
+                    group.last_alert_time = now
+        if not changes:
+            return []
+        return [self._digest(verdict, changes, now, step, key_values)]
+
+    def _recovered(self, group: _GroupState, verdict: Verdict) -> bool:
+        """Count one more OK evaluation of ``group`` (if on new data); True once confirmed."""
+        seen = (verdict.points, verdict.total_steps)
+        if seen == (0, 0) or seen != group.ok_seen:
+            group.ok_streak += 1
+            group.ok_seen = seen
+        return group.ok_streak >= max(self.policy.recovery_confirmations, 1)
+
+    def _digest(
+        self,
+        verdict: Verdict,
+        changes: List[CheckChange],
+        now: float,
+        step: Optional[int],
+        key_values: Optional[Dict[str, List[float]]],
+    ) -> Alert:
+        kinds = {c.kind for c in changes}
+        kind = next(k for k in _KIND_ORDER if k in kinds)
+        changes.sort(key=lambda c: (_KIND_ORDER.index(c.kind), -int(c.status), c.check))
+        findings: List[Finding] = []
+        for change in changes:
+            findings.extend(change.findings)
+        status = verdict.status
+        if kind in (PROBLEM, WORSE, REMINDER):
+            status = max(status, max(c.status for c in changes))
+        previous = changes[0].previous if len(changes) == 1 else None
+        worst = next((c for c in changes if c.kind != RECOVERED), changes[0])
+        key_metric, values = self._pick_values(worst.findings, key_values)
+        return Alert(
+            kind=kind,
+            run=verdict.run,
+            status=status,
+            check=", ".join(c.check for c in changes),
+            findings=findings,
+            step=step,
+            host=self.host,
+            time=now,
+            previous=previous,
+            key_metric=key_metric,
+            sparkline_values=values,
+            changes=changes,
+        )
 
     def lifecycle(
         self,
@@ -349,20 +260,33 @@ class AlertTracker:
             state.lifecycle = "active"
             state.finished_announced = False  # a resumed run may finish (again) later
             status = Status.OK
-        else:
+        else:  # finished or crashed: the run's end, announced once (again after a resume)
             if state.finished_announced:
                 return None
             state.lifecycle = "finished"
             state.finished_announced = True
             status = verdict.status if verdict is not None else Status.OK
+            if kind == CRASHED:
+                status = max(status, Status.WARNING)
         findings: List[Finding] = []
         if verdict is not None:
             findings = [f for f in verdict.findings if f.status > Status.OK]
             if step is None and verdict.total_steps > 0:
                 step = verdict.total_steps
-        alert = self._alert(kind, run, status, LIFECYCLE_CHECK, findings, now, step, key_values)
-        alert.message = message
-        return alert
+        key_metric, values = self._pick_values(findings, key_values)
+        return Alert(
+            kind=kind,
+            run=run,
+            status=status,
+            check=LIFECYCLE_CHECK,
+            findings=findings,
+            step=step,
+            host=self.host,
+            time=now,
+            key_metric=key_metric,
+            sparkline_values=values,
+            message=message,
+        )
 
     def forget(self, run: str) -> None:
         """Drop all state of ``run`` (e.g. when its directory disappears)."""
@@ -375,32 +299,65 @@ class AlertTracker:
             return {}
         return {check: group.alerted_status for check, group in state.groups.items()}
 
-    def _alert(
-        self,
-        kind: str,
-        run: str,
-        status: Status,
-        check: str,
-        findings: List[Finding],
-        now: float,
-        step: Optional[int],
-        key_values: Optional[Dict[str, List[float]]],
-        previous: Optional[Status] = None,
-    ) -> Alert:
-        key_metric, values = self._pick_values(findings, key_values)
-        return Alert(
-            kind=kind,
-            run=run,
-            status=status,
-            check=check,
-            findings=list(findings),
-            step=step,
-            host=self.host,
-            time=now,
-            previous=previous,
-            key_metric=key_metric,
-            sparkline_values=values,
-        )
+    def lifecycle_of(self, run: str) -> Optional[str]:
+        """``"active"``, ``"stalled"``, ``"finished"``, or None for an unknown run."""
+        state = self._runs.get(run)
+        return None if state is None else state.lifecycle
+
+    # -- persistence ----------------------------------------------------------------------
+
+    def state_dict(self) -> Dict[str, Any]:
+        """What was announced, per run and check: JSON-ready (state file, checkpoints)."""
+        runs: Dict[str, Any] = {}
+        for name, state in self._runs.items():
+            runs[name] = {
+                "groups": {
+                    check: {
+                        "status": g.alerted_status.name,
+                        "time": g.last_alert_time,
+                        "ok_streak": g.ok_streak,
+                        "ok_seen": list(g.ok_seen) if g.ok_seen is not None else None,
+                    }
+                    for check, g in state.groups.items()
+                },
+                "lifecycle": state.lifecycle,
+                "finished_announced": state.finished_announced,
+            }
+        return {"version": STATE_VERSION, "runs": runs}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Replace the tracker's state with ``state`` (from :meth:`state_dict`).
+
+        Raises ValueError for a state it cannot read (the caller warns and starts clean);
+        the tracker is unchanged then.
+        """
+        try:
+            if int(state.get("version", 0)) != STATE_VERSION:
+                raise ValueError("unknown alert state version %r" % state.get("version"))
+            runs: Dict[str, _RunState] = {}
+            for name, record in dict(state["runs"]).items():
+                lifecycle = str(record.get("lifecycle", "active"))
+                if lifecycle not in ("active", "stalled", "finished"):
+                    raise ValueError("unknown lifecycle %r" % lifecycle)
+                groups = {
+                    str(check): _GroupState(
+                        Status[g["status"]],
+                        float(g["time"]),
+                        int(g.get("ok_streak", 0)),
+                        _pair(g.get("ok_seen")),
+                    )
+                    for check, g in dict(record.get("groups") or {}).items()
+                }
+                runs[str(name)] = _RunState(
+                    groups, lifecycle, bool(record.get("finished_announced", False))
+                )
+        except ValueError:
+            raise
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ValueError(
+                "malformed alert state: %s: %s" % (type(error).__name__, error)
+            ) from None
+        self._runs = runs
 
     def _pick_values(
         self, findings: List[Finding], key_values: Optional[Dict[str, List[float]]]
@@ -409,11 +366,22 @@ class AlertTracker:
             return None, None
         chosen: Optional[str] = None
         for finding in findings:
-            if finding.metric is not None and finding.metric in key_values:
-                chosen = finding.metric
+            # a per-agent summary names its worst agent's tag in details["worst"]
+            for candidate in (finding.metric, (finding.details or {}).get("worst")):
+                if isinstance(candidate, str) and candidate in key_values:
+                    chosen = candidate
+                    break
+            if chosen is not None:
                 break
         if chosen is None:
             chosen = next(iter(key_values))
         points = max(self.policy.sparkline_points, 1)
         values = [float(v) for v in list(key_values[chosen])[-points:]]
         return chosen, (values or None)
+
+
+def _pair(value: Any) -> Optional[Tuple[int, int]]:
+    if value is None:
+        return None
+    points, steps = value
+    return int(points), int(steps)

@@ -46,16 +46,22 @@ import logging
 import os
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from tblive.alert.engine import AlertEngine, SinkSettings, build_sinks
+from tblive.alert.engine import AlertEngine
+from tblive.alert.settings import AlertSettings, build_sinks
+from tblive.alert.state import StateStore
 from tblive.alert.tracker import AlertPolicy
-from tblive.doors.posthoc import RunResult, new_stats
+from tblive.atomic import write_atomically
+from tblive.doors.exporter import MetricsServer, RunSnapshot, snapshot
+from tblive.judge.config import Config
+from tblive.judge.config_file import load_config
+from tblive.judge.context import FINISHED, LIVE, RunContext
 from tblive.judge.findings import Finding, Status, Verdict
-from tblive.judge.metrics import Config, load_config
-from tblive.judge.verdict import evaluate_with_roles
+from tblive.read.runs import run_name as name_of_run
 from tblive.read.runs import series_name
+from tblive.run import RunRecord, new_stats
 from tblive.series.feed import SeriesFeed
 from tblive.series.stats import MetricStats
 
@@ -73,8 +79,6 @@ DEFAULT_QUEUE_LIMIT = 1_000_000
 #: ``report_path`` default: ``<writer logdir>/tblive_report.json`` when a writer is attached
 AUTO = "auto"
 REPORT_NAME = "tblive_report.json"
-#: writer directory names too generic to name a run on their own
-_GENERIC_DIRS = frozenset({"logs", "log", "tb", "tensorboard", "runs", "events", "summaries"})
 
 _now = time.time
 Point = Tuple[str, int, float, float]
@@ -98,18 +102,6 @@ def to_float(value: Any) -> float:
         if item is not None:
             return float(item())
     return float(value)
-
-
-class _MonitorRun:
-    """The parts of :class:`tblive.read.runs.Run` that :mod:`tblive.render.report` reads (no files here)."""
-
-    def __init__(self, name: str, path: str, sinks: Dict[str, MetricStats]) -> None:
-        self.name = name
-        self.path = path
-        self.sinks = sinks
-        self.skipped: Counter = Counter()
-        self.issues: List[Any] = []
-        self.files: List[Any] = []
 
 
 class _Attachment:
@@ -145,16 +137,6 @@ def _writer_logdir(writer: Any) -> Optional[str]:
     return None
 
 
-def _run_name_from_logdir(logdir: str) -> str:
-    path = os.path.normpath(os.path.abspath(logdir))
-    base = os.path.basename(path)
-    if base.lower() in _GENERIC_DIRS:
-        parent = os.path.basename(os.path.dirname(path))
-        if parent:
-            return "%s/%s" % (parent, base)
-    return base or "run"
-
-
 def _coerce_status(value: Union[None, str, Status]) -> Optional[Status]:
     if value is None or isinstance(value, Status):
         return value
@@ -169,8 +151,10 @@ class Monitor:
     * ``run_name``: the name alerts and the report use; default: from the first attached
       writer's log directory (``seed-1/logs`` style when the last part is generic), else
       ``"run"``.
-    * ``config``: a :class:`~tblive.judge.metrics.Config` or the path of a TOML config file.
-    * ``expected_steps``: the planned run length, if known (sharpens the grace period).
+    * ``config``: a :class:`~tblive.judge.config.Config` or the path of a TOML config file.
+    * ``expected_steps``: the planned run length, if known (sharpens the grace period);
+      without it, the length the trainer saved next to the first attached writer's log
+      directory (HARL ``config.json`` ``num_env_steps`` ..., see :mod:`tblive.read.provenance`).
     * ``interval``: seconds between verdicts (default 30); ``every_points``: also judge after
       this many new points (at most once a second); ``tick``: seconds between queue drains.
     * ``stop_on``: ``"critical"`` / ``"warning"`` / a :class:`Status` -- :attr:`should_stop`
@@ -181,7 +165,11 @@ class Monitor:
       ``slack_base_url``, ``events_log`` (JSON lines), ``command`` (shell command on each
       CRITICAL alert, like ``tblive watch --on-critical``); with ``use_env`` (default) an
       unset webhook / token / base URL is read from ``SLACK_WEBHOOK_URL`` /
-      ``SLACK_BOT_TOKEN`` / ``SLACK_API_BASE_URL``.  ``sinks`` replaces all of that with
+      ``SLACK_BOT_TOKEN`` / ``SLACK_API_BASE_URL``.  ``alerts`` (an
+      :class:`~tblive.alert.settings.AlertSettings`, the settings type ``tblive watch`` uses)
+      replaces those keywords; its ``state_file`` keeps alert state and undelivered alerts
+      across restarts (default: in memory, and in the checkpoint through
+      :meth:`state_dict`).  ``sinks`` replaces all of that with
       your own sink objects.  The console sink (logger ``tblive.alert.tracker``) is always there
       unless ``sinks`` is given.
     * ``cooldown``: seconds before an unchanged problem is announced again (default 3600).
@@ -190,6 +178,9 @@ class Monitor:
       None writes nothing.
     * ``start``: start the monitor thread now (default); with False only :meth:`check_now`
       judges.
+    * ``prometheus``: ``"HOST:PORT"`` to serve this run's metrics on ``/metrics`` (the same
+      metrics as ``tblive watch --prometheus``, :mod:`tblive.doors.exporter`) until
+      :meth:`close`; needs prometheus-client.
 
     Construction raises ValueError for a bad configuration (before the training loop starts);
     nothing after that raises into the caller.
@@ -218,6 +209,8 @@ class Monitor:
         host: Optional[str] = None,
         queue_limit: int = DEFAULT_QUEUE_LIMIT,
         start: bool = True,
+        prometheus: Optional[str] = None,
+        alerts: Optional[AlertSettings] = None,
     ) -> None:
         if config is None:
             config = Config.default()
@@ -233,8 +226,10 @@ class Monitor:
         self.stop_on = _coerce_status(stop_on)
         self.on_critical = on_critical
         self.report_path = report_path
-        if sinks is None:
-            settings = SinkSettings.from_environment(
+        # one settings type: ``alerts`` as given, else the shorthand keywords + environment
+        settings = alerts
+        if settings is None:
+            settings = AlertSettings.from_env(
                 None if use_env else {},
                 slack_webhook=slack_webhook,
                 slack_channel=slack_channel,
@@ -242,10 +237,19 @@ class Monitor:
                 on_critical=command,
                 events_log=events_log,
             )
+        if sinks is None:
+            settings.validate()  # SettingsError (a ValueError), before the training loop
             sink_list = build_sinks(settings)
         else:
             sink_list = list(sinks)
-        self.engine = AlertEngine(config, sink_list, AlertPolicy(cooldown_seconds=cooldown), host)
+        self.engine = AlertEngine(
+            config,
+            sink_list,
+            AlertPolicy(cooldown_seconds=cooldown),
+            host,
+            settings=settings,
+            state=StateStore(settings.state_file) if settings.state_file else None,
+        )
 
         # hot path state (training thread)
         self._queue: Deque[Point] = deque(maxlen=max(int(queue_limit), 1000))
@@ -257,6 +261,12 @@ class Monitor:
         self._lock = threading.RLock()
         self._feeds: Dict[str, SeriesFeed] = {}
         self._stats: Dict[str, MetricStats] = {}  # the feeds' sinks, as the verdict reads them
+        #: the run as every door sees it (series = the feeds' sinks); live until close()
+        self.record = RunRecord(
+            self.name, "", series=self._stats, state=LIVE, state_reason="the trainer is running"
+        )
+        if expected_steps:
+            self.record.set_planned(int(expected_steps), "Monitor(expected_steps=)")
         self._processed = 0
         self._overflows = 0
         self._pending = 0
@@ -274,6 +284,11 @@ class Monitor:
         self._final_report: Optional[Dict[str, Any]] = None
         self._stopping = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self._last_data: Optional[float] = None  # when points last arrived (for /metrics)
+        self._snapshot = RunSnapshot(self.name)
+        self.exporter: Optional[MetricsServer] = None
+        if prometheus:
+            self.exporter = MetricsServer(prometheus, lambda: [self._snapshot]).start()
         atexit.register(self._close_at_exit)
         if start:
             self.start()
@@ -435,7 +450,12 @@ class Monitor:
             if self._logdir is None:
                 self._logdir = _writer_logdir(writer)
                 if self.run_name is None and self._logdir:
-                    self.run_name = _run_name_from_logdir(self._logdir)
+                    self.run_name = name_of_run(self._logdir)
+                if self._logdir and not self.record.provenance.known:
+                    # the planned length the trainer saved next to its logs (HARL writes its
+                    # config.json before training starts); a few small reads, never raises
+                    self.record.path = self._logdir
+                    self.record.infer_planned()
         return writer
 
     def detach(self, writer: Any = None) -> None:
@@ -515,16 +535,19 @@ class Monitor:
                 self._errors += 1
                 logger.exception("tblive monitor: could not add a point of %s", tag)
         self._processed += moved
+        if moved:
+            self._last_data = _now()
         return moved
 
     def _judge(self) -> None:
-        verdict = self.engine.judge(self.name, self._stats, _now())
+        verdict = self.engine.judge(self.name, self._stats, _now(), self._context())
         self._judgements += 1
         self._pending = 0
         self._last_judge = time.monotonic()
         if verdict is None:
             return
         self._verdict = verdict
+        self._publish()
         status = verdict.status
         if self.stop_on is not None and status >= self.stop_on and not self._stop:
             self._stop = True
@@ -542,6 +565,57 @@ class Monitor:
                 self._hook_errors += 1
                 logger.exception("tblive: the on_critical hook raised (ignored)")
         self._was_critical = critical
+
+    def _publish(self) -> None:
+        """Refresh what ``/metrics`` shows (an immutable snapshot the server thread reads)."""
+        if self.exporter is None:
+            return
+        try:
+            steps = [s.last_step for s in self._stats.values() if s.last_step is not None]
+            self._snapshot = snapshot(
+                self.name,
+                self._verdict,
+                self.engine.roles.get(self.name),
+                self._stats,
+                last_step=max(steps) if steps else None,
+                last_data=self._last_data,
+                finished=self._closed,
+            )
+        except Exception:
+            self._errors += 1
+            logger.exception("tblive monitor: could not update the Prometheus metrics")
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> Dict[str, Any]:
+        """What was alerted so far, JSON-ready: keep it in the training checkpoint so a
+        resumed run does not announce again what it already said (framework callbacks do)."""
+        with self._lock:
+            return {"version": 1, "run": self.name, "alerts": self.engine.tracker.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` (from a checkpoint).  A state that cannot be read is
+        logged and ignored (a clean start), never raised into the trainer."""
+        try:
+            alerts = dict(state)["alerts"]
+            saved, runs = state.get("run"), alerts.get("runs")
+            if isinstance(runs, dict) and saved in runs and saved != self.name:
+                # one monitor is one run: a resumed run whose logger picked a new folder name
+                # (Lightning's version_N) is still the run the checkpoint alerted about
+                alerts = dict(alerts, runs={self.name: runs[saved]})
+            with self._lock:
+                self.engine.tracker.load_state_dict(alerts)
+        except Exception as error:
+            logger.warning(
+                "tblive monitor: cannot restore the alert state from the checkpoint (%s: %s); "
+                "starting clean",
+                type(error).__name__,
+                error,
+            )
+
+    def _context(self) -> RunContext:
+        record = self.record
+        record.name, record.path = self.name, self._logdir or ""
+        return record.context()
 
     def check_now(self) -> Optional[Verdict]:
         """Drain and judge synchronously, on the caller's thread; returns the verdict.
@@ -628,9 +702,9 @@ class Monitor:
         try:
             with self._lock:
                 self._pending += self._drain()
-                verdict, roles = evaluate_with_roles(self.name, self._stats, self.config)
-                run = _MonitorRun(self.name, self._logdir or "", self._stats)
-                report = render_json(self._logdir or "", [RunResult(run, verdict, roles)])  # type: ignore[arg-type]
+                self._context()  # name and path as they are now
+                self.record.judge(self.config)
+                report = render_json(self._logdir or "", [self.record])
             report["monitor"] = dict(self.counters, closed=self._closed)
         except Exception:  # the trainer calls this: never raise into it
             self._errors += 1
@@ -645,22 +719,38 @@ class Monitor:
             return os.path.join(self._logdir, REPORT_NAME) if self._logdir else None
         return str(self.report_path)
 
-    def close(self, timeout: float = 10.0, error: Optional[BaseException] = None) -> Dict[str, Any]:
+    def close(
+        self,
+        timeout: float = 10.0,
+        error: Optional[BaseException] = None,
+        announce: bool = True,
+    ) -> Dict[str, Any]:
         """Stop, judge a last time, announce ``finished``, write the report, flush the sinks.
 
         ``error``: the exception that ended training, if any (mentioned in the announcement).
+        ``announce=False`` only stops (threads, writers, exporter): no last verdict, no
+        announcement, no report (a callback on a non-zero distributed rank).
         Returns the final report (also on later calls).  Never raises.
         """
         if self._closed:
             return self._final_report or {}
         self._closed = True
         report: Dict[str, Any] = {}
+        if not announce:
+            self._quiet_close(timeout)
+            return report
         try:
             atexit.unregister(self._close_at_exit)
             self._stopping.set()
             if self._thread is not None and self._thread is not threading.current_thread():
                 self._thread.join(timeout)  # (not when on_critical closes from that thread)
             self.detach()
+            self.record.state = FINISHED
+            self.record.state_reason = (
+                "training ended with %s" % type(error).__name__
+                if error is not None
+                else "the monitor was closed at the end of training"
+            )
             verdict = self._work(force=True)
             if error is not None:
                 message = "training ended with %s: %s" % (type(error).__name__, error)
@@ -675,6 +765,8 @@ class Monitor:
             self._errors += 1
             logger.exception("tblive monitor: close failed")
         finally:
+            self._publish()
+            self._stop_exporter()
             try:
                 self.engine.close(timeout)
             except Exception:
@@ -684,10 +776,26 @@ class Monitor:
         self._final_report = report
         return report
 
+    def _quiet_close(self, timeout: float) -> None:
+        try:
+            atexit.unregister(self._close_at_exit)
+            self._stopping.set()
+            if self._thread is not None and self._thread is not threading.current_thread():
+                self._thread.join(timeout)
+            self.detach()
+            self._stop_exporter()
+            self.engine.close(timeout)
+        except Exception:
+            self._errors += 1
+            logger.exception("tblive monitor: close failed")
+
+    def _stop_exporter(self) -> None:
+        exporter, self.exporter = self.exporter, None
+        if exporter is not None:
+            exporter.stop()
+
     @staticmethod
     def _write_report(path: str, report: Dict[str, Any]) -> None:
-        from tblive.render.report import write_atomically
-
         try:
             write_atomically(path, json.dumps(report, indent=2) + "\n")
         except (OSError, TypeError, ValueError) as error:

@@ -5,37 +5,34 @@ Contract:
 * :class:`WatchOptions` holds what ``tblive watch`` parses (plus a few knobs for tests and
   embedding: ``stop_event``, ``shutdown_timeout``, ``rescan_interval``, ``min_judge_gap``,
   ``finish_settle``, ``host``).  :func:`watch` runs until stopped and returns the exit code (0);
-  it raises ValueError (one line) for a bad set-up: LOGDIR is a file, Slack half configured.
+  it raises ValueError (one line) for a bad set-up: LOGDIR is a file, Slack half configured,
+  a ``--prometheus`` address it cannot serve on.
 * :class:`Watcher` is the daemon itself: :meth:`Watcher.run` blocks, :meth:`Watcher.start` runs
   it on a thread named ``tblive-watch``; :meth:`Watcher.stop` ends it cleanly (pending alerts
-  flushed within ``shutdown_timeout``, final report written, every thread it started joined).
-* One loop thread does all the work: reading (:class:`~tblive.read.runs.LogDir` / ``Run.poll``,
-  which feeds the per-series :class:`~tblive.series.stats.MetricStats`), judging and lifecycle, through
-  :class:`~tblive.alert.engine.AlertEngine`.  Watchdog's thread only enqueues paths
-  (:mod:`tblive.read.tail`); Slack and the other sinks run on the dispatcher's threads.
+  flushed within ``shutdown_timeout`` -- what is still undelivered stays in the alert outbox --,
+  final report written, every thread it started joined).  ``clock`` (default
+  ``time.monotonic``) is the one clock of every lifecycle and scheduling decision, so tests
+  can drive the daemon with an injected clock instead of real seconds.
+* One loop thread does all the work: reading (:class:`~tblive.read.runs.LogDir` /
+  ``Run.poll``), judging and lifecycle, through :class:`~tblive.alert.engine.AlertEngine`.
+  Watchdog's thread only enqueues paths (:mod:`tblive.read.tail`); the sinks and the
+  Prometheus server (:mod:`tblive.doors.exporter`) run on their own threads.
 * Reading: every change event means "read that run's files from their saved offsets".  The tree
-  is also rescanned every ``rescan_interval`` seconds (and on directory events) as a backstop:
-  new runs, new nested ``add_scalars`` folders, restarts' new event files, missed events,
-  transient I/O errors (a failed read keeps its offset and is retried).  A run whose directory
-  disappears is dropped with a log line.
+  is also rescanned every ``rescan_interval`` seconds (and on directory events) as a backstop.
+  While LOGDIR does not exist, its existence is checked every second (and its nearest existing
+  parent is watched), so a LOGDIR created later is followed within about a second.
 * Judging: a run is judged right after a read that added points, at most once per
-  ``max(min_judge_gap, 10 x its last judgement's duration)`` seconds (so judging never takes
-  more than ~10% of a core however fast data comes), and every ``interval`` seconds regardless
-  (unchanged problems are re-announced after ``cooldown``).  Alerts fire on transitions only
-  (:class:`~tblive.alert.tracker.AlertTracker`).
-* Lifecycle, per run (times measured on this machine's clock, from when data *arrived*):
-
-  - *stalled* (WARNING): no new data for ``stall_after`` seconds (default: 10 x the run's median
-    gap between data arrivals, at least 600 s);
-  - *finished*: (a) the writer closed every event file it was writing (inotify's
-    IN_CLOSE_WRITE; also what the kernel does when the trainer crashes) and nothing came for
-    ``finish_settle`` seconds; or (b) HARL's ``summary.json`` was written and nothing came for
-    ``finish_settle`` seconds (works with polling too); or (c) *presumed*: no data for 3 x the
-    stall threshold while no open writer is known (always the case with ``--poll``, which has no
-    close signal; with inotify a writer seen writing but not closed is never presumed gone).
-    A run already quiet that long when the daemon starts is marked finished without an alert.
-    The final report is written (atomically) each time a run finishes and at shutdown;
-  - *resumed*: new data after stalled or finished.
+  ``max(min_judge_gap, 10 x its last judgement's duration)`` seconds, and when its lifecycle
+  changes (the verdict gets the run's state: :class:`~tblive.judge.context.RunContext`).  A run
+  without new data is judged again only while it has announced problems and has not ended
+  (every ``interval``, so reminders fire after ``cooldown``); finished runs and quiet healthy
+  runs cost nothing while idle.
+* Lifecycle: :class:`~tblive.doors.lifecycle.RunLifecycle` per run (live / stalled / finished /
+  crashed / resumed; the rules are in :mod:`tblive.doors.lifecycle`).  The final report is
+  written (atomically) each time a run ends and at shutdown.
+* Signals (installed by :func:`watch` on the main thread): SIGINT / SIGTERM stop cleanly;
+  SIGHUP reloads the ``--config`` file (as Prometheus and most daemons do) and re-judges every
+  run with it; a config that does not load is logged and the previous one kept.
 """
 
 from __future__ import annotations
@@ -44,38 +41,42 @@ import json
 import logging
 import os
 import signal
-import statistics
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, List, Optional, Set
+from dataclasses import InitVar, dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
-from tblive.alert.engine import AlertEngine, SinkSettings, build_sinks
-from tblive.alert.tracker import FINISHED, RESUMED, STALLED, AlertPolicy
-from tblive.doors.posthoc import judge as judge_run
-from tblive.doors.posthoc import new_stats
+from tblive.alert.engine import AlertEngine
+from tblive.alert.settings import AlertSettings, build_sinks
+from tblive.alert.state import StateStore, default_state_path
+from tblive.alert.tracker import FINISHED, LIFECYCLE_KINDS, RESUMED, AlertPolicy
+from tblive.doors.exporter import MetricsServer, RunSnapshot, snapshot
+from tblive.doors.lifecycle import CRASHED, LifecyclePolicy, RunLifecycle, Transition
+from tblive.judge.config import Config
 from tblive.judge.findings import Verdict
-from tblive.judge.metrics import Config
 from tblive.read.runs import SUMMARY_JSON, LogDir, Run, is_event_file
-from tblive.read.tail import CLOSED, CREATED, DELETED, MODIFIED, Change, ChangeQueue, Tail
+from tblive.read.tail import (
+    CLOSED,
+    CREATED,
+    DELETED,
+    MODIFIED,
+    REOPENED,
+    Change,
+    ChangeQueue,
+    Tail,
+)
+from tblive.run import RunRecord, find_siblings, new_stats
 
 logger = logging.getLogger(__name__)
 
 EXIT_OK = 0
 
-#: default floor of the stall threshold (seconds)
-MIN_STALL_SECONDS = 600.0
-#: the default stall threshold is this many median gaps between data arrivals
-STALL_GAPS = 10.0
-#: a run with no known open writer is presumed finished after this many stall thresholds
-PRESUMED_FINISH_FACTOR = 3.0
-#: how many recent arrival gaps the median is taken over
-GAP_HISTORY = 64
-#: the loop wakes at least this often (to notice ``WatchOptions.stop_event``)
+#: the loop wakes at least this often (to notice ``WatchOptions.stop_event`` and signals)
 MAX_SLEEP = 1.0
 #: and sleeps at least this long between timer-driven passes (file changes wake it at once)
 MIN_SLEEP = 0.02
+#: while LOGDIR does not exist, look for it this often (seconds)
+EXISTENCE_CHECK = 1.0
 
 
 @dataclass
@@ -84,19 +85,17 @@ class WatchOptions:
 
     logdir: str
     config: Optional[Config] = None
+    config_path: Optional[str] = None  # the --config file, re-read on SIGHUP
+    expected_steps: Optional[int] = None  # --expected-steps (re-applied after a reload)
     interval: float = 60.0
     poll_interval: Optional[float] = None  # None: native observer (inotify); seconds: polling
-    slack_webhook: Optional[str] = field(default=None, repr=False)  # secrets: never in a repr
-    slack_token: Optional[str] = field(default=None, repr=False)
-    slack_channel: Optional[str] = None
-    slack_base_url: Optional[str] = None
-    on_critical: Optional[str] = None
-    events_log: Optional[str] = None
+    alerts: AlertSettings = field(default_factory=AlertSettings)  # sinks, state file, delivery
     final_report: Optional[str] = None
     cooldown: float = 3600.0
     stall_after: Optional[float] = None
     verify_payload: bool = False
     exit_when_finished: bool = False
+    prometheus: Optional[str] = None  # HOST:PORT to serve /metrics on
     # -- not on the command line: embedding, tests, benchmarks --
     stop_event: Optional[threading.Event] = None  # set it to stop (checked at least every 1 s)
     shutdown_timeout: float = 10.0  # bounded wait for pending alerts at shutdown
@@ -104,24 +103,23 @@ class WatchOptions:
     min_judge_gap: float = 0.25  # judge a growing run at most this often
     finish_settle: float = 2.0  # quiet time after a close / summary.json before "finished"
     host: Optional[str] = None  # host name shown in alerts (default: this machine's)
+    # -- shorthands folded into ``alerts`` (embedding, tests); not stored twice --
+    slack_webhook: InitVar[Optional[str]] = None
+    slack_token: InitVar[Optional[str]] = None
+    slack_channel: InitVar[Optional[str]] = None
+    slack_base_url: InitVar[Optional[str]] = None
+    on_critical: InitVar[Optional[str]] = None
+    events_log: InitVar[Optional[str]] = None
 
-    def sink_settings(self) -> SinkSettings:
-        return SinkSettings(
-            slack_webhook=self.slack_webhook,
-            slack_token=self.slack_token,
-            slack_channel=self.slack_channel,
-            slack_base_url=self.slack_base_url,
-            on_critical=self.on_critical,
-            events_log=self.events_log,
-        )
+    def __post_init__(self, *shorthands: Optional[str]) -> None:
+        names = ("slack_webhook", "slack_token", "slack_channel", "slack_base_url")
+        names += ("on_critical", "events_log")
+        for name, value in zip(names, shorthands):
+            if value is not None:
+                setattr(self.alerts, name, value)
 
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return "%.0f s" % seconds
-    if seconds < 7200:
-        return "%.0f min" % (seconds / 60.0)
-    return "%.1f h" % (seconds / 3600.0)
+    def sink_settings(self) -> AlertSettings:
+        return self.alerts
 
 
 @dataclass
@@ -129,23 +127,34 @@ class _RunState:
     """What the daemon tracks about one run besides its statistics."""
 
     run: Run
-    last_data: float  # monotonic time of the last arrival of points (or the files' mtime)
-    last_arrival: Optional[float] = None  # arrival seen by this daemon (for gaps)
-    gaps: Deque[float] = field(default_factory=lambda: deque(maxlen=GAP_HISTORY))
+    record: RunRecord
+    life: RunLifecycle
+    last_data_wall: float  # seconds since the epoch of the last data (for /metrics)
     judged_points: int = -1
+    judged_state: str = ""
     last_judge: float = float("-inf")
     judge_cost: float = 0.0
-    lifecycle: str = "active"  # active | stalled | finished
-    open_files: Set[str] = field(default_factory=set)  # written to, not closed since
-    closed_at: Optional[float] = None  # last close of one of its files
-    summary_at: Optional[float] = None  # last write of summary.json
+    stale: bool = False  # re-judge at the next pass (configuration reloaded)
+
+    @property
+    def lifecycle(self) -> str:
+        return self.life.state
 
 
 class Watcher:
     """The daemon; see the module docstring.  ``sinks`` overrides the options' sinks."""
 
-    def __init__(self, options: WatchOptions, sinks: Optional[List[Any]] = None) -> None:
+    def __init__(
+        self,
+        options: WatchOptions,
+        sinks: Optional[List[Any]] = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.options = options
+        self.clock = clock
+        # alert times (seconds since the epoch) move with ``clock``: an injected clock drives
+        # the cooldowns too
+        self._wall_offset = None if clock is time.monotonic else time.time() - clock()
         self.path = os.path.abspath(options.logdir)
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise ValueError("%s: not a directory" % options.logdir)
@@ -156,7 +165,13 @@ class Watcher:
         if options.stall_after is not None and options.stall_after <= 0:
             raise ValueError("--stall-after must be positive (got %g)" % options.stall_after)
         self.config = options.config or Config.default()
-        self._sinks = sinks if sinks is not None else build_sinks(options.sink_settings())
+        self.exporter: Optional[MetricsServer] = None
+        if options.prometheus:
+            self.exporter = MetricsServer(options.prometheus, self.snapshots)
+        if sinks is None:
+            options.alerts.validate()  # SettingsError (a ValueError): one line, before starting
+        self._sinks = sinks if sinks is not None else build_sinks(options.alerts)
+        self.state_path = options.alerts.state_file or default_state_path(self.path)
         rescan = options.rescan_interval
         if rescan is None:
             rescan = min(max(options.interval / 2.0, 1.0), 30.0)
@@ -165,24 +180,36 @@ class Watcher:
         self.engine: Optional[AlertEngine] = None
         self.logdir = LogDir(self.path, new_stats, options.verify_payload)
         self.states: Dict[str, _RunState] = {}
+        self._snapshots: Dict[str, RunSnapshot] = {}  # replaced, never mutated (server thread)
         self._dirs: Dict[str, str] = {}  # source or run directory -> run name
+        self._siblings: Dict[str, Dict[str, RunRecord]] = {}
+        self._siblings_key: Tuple[Tuple[str, int], ...] = ()
         self._stop = threading.Event()
         self.signalled = 0  # set by the signal handler of watch() (see there)
+        self.reload_requested = False  # set by the SIGHUP handler of watch()
+        self.reloads = 0
         self._started = threading.Event()  # the loop is following the directory
         self._done = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._tail: Optional[Tail] = None
         self._rescan_due = 0.0
         self._need_rescan = True
+        self._wakeup = 0.0
+        self._existence_due = 0.0
         self.exit_code = EXIT_OK
         self.reports_written = 0
+        self.judgements = 0
 
     # -- control --------------------------------------------------------------------------
 
     def start(self) -> Watcher:
-        """Run the daemon on a thread (``tblive-watch``); returns once it follows the tree."""
+        """Run the daemon on a thread (``tblive-watch``); returns once it follows the tree.
+
+        Raises ValueError when the ``--prometheus`` address cannot be served.
+        """
         if self._thread is not None:
             return self
+        self.open_exporter()
         self._thread = threading.Thread(target=self.run, name="tblive-watch", daemon=True)
         self._thread.start()
         while not self._started.wait(0.05):
@@ -190,8 +217,13 @@ class Watcher:
                 break
         return self
 
+    def open_exporter(self) -> None:
+        """Start the Prometheus server (if asked for); ValueError when it cannot bind."""
+        if self.exporter is not None:
+            self.exporter.start()
+
     def request_stop(self) -> None:
-        """Ask the loop to stop soon (safe from signal handlers and other threads)."""
+        """Ask the loop to stop soon (safe from other threads)."""
         self._stop.set()
         self.changes.wake()
 
@@ -217,33 +249,60 @@ class Watcher:
         return dict(self.engine.verdicts) if self.engine is not None else {}
 
     def lifecycle_of(self, run: str) -> Optional[str]:
+        """``"live"``, ``"stalled"``, ``"finished"``, ``"crashed"``, or None (unknown run)."""
         state = self.states.get(run)
-        return None if state is None else state.lifecycle
+        return None if state is None else state.life.state
+
+    def wall(self) -> float:
+        """Seconds since the epoch, on the daemon's clock."""
+        if self._wall_offset is None:
+            return time.time()
+        return self.clock() + self._wall_offset
+
+    def snapshots(self) -> List[RunSnapshot]:
+        """What ``/metrics`` shows (any thread)."""
+        return list(self._snapshots.values())
 
     # -- the loop -------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Follow the directory until stopped (or, with ``exit_when_finished``, all finished)."""
+        """Follow the directory until stopped (or, with ``exit_when_finished``, all ended)."""
         self.engine = AlertEngine(
             self.config,
             self._sinks,
             AlertPolicy(cooldown_seconds=self.options.cooldown),
             self.options.host,
+            settings=self.options.alerts,
+            state=StateStore(self.state_path, self.path),
+        )
+        logger.info(
+            "alerts go to: %s; alert state in %s",
+            ", ".join(self.options.alerts.channels()),
+            self.state_path,
         )
         self._tail = Tail(self.path, self.changes, self.options.poll_interval)
         try:
+            self.open_exporter()
             self._tail.start()
             if not self._tail.watching:
                 logger.info("%s does not exist yet; waiting for it", self.path)
-            self._step([])
+            self.engine.begin_startup()  # runs already bad at start: one start-up digest
+            try:
+                self._step([])
+            finally:
+                self.engine.end_startup(self.path)
             self._started.set()
             while not self.stopping:
-                timeout = min(max(self._next_wakeup() - time.monotonic(), MIN_SLEEP), MAX_SLEEP)
+                if self.reload_requested:
+                    self.reload_requested = False
+                    self.reload()
+                timeout = min(max(self._wakeup - self.clock(), MIN_SLEEP), MAX_SLEEP)
                 changes = self.changes.drain(timeout)
                 if self.stopping:
                     break
-                self._step(changes)
-                if self.options.exit_when_finished and self._all_finished():
+                if changes or self._need_rescan or self.clock() >= self._wakeup:
+                    self._step(changes)
+                if self.options.exit_when_finished and self._all_ended():
                     logger.info("every run has finished; exiting (--exit-when-finished)")
                     break
         except Exception:
@@ -257,24 +316,41 @@ class Watcher:
     def _step(self, changes: List[Change]) -> None:
         """One pass: apply changes, rescan if due, read, judge, lifecycle.  Never raises."""
         try:
-            now = time.monotonic()
-            dirty = self._apply_changes(changes, now)
+            now = self.clock()
+            self._check_existence(now)
+            unresolved: List[Change] = []
+            dirty = self._apply_changes(changes, now, unresolved)
             if self._need_rescan or now >= self._rescan_due:
                 dirty.update(self._rescan(now))
+                # events of runs the rescan just found (created, written and closed before it)
+                dirty.update(self._apply_changes(unresolved, now))
             for name in sorted(dirty):
                 self._read(name)
-            now = time.monotonic()
+            now = self.clock()
+            wakeup = self._rescan_due
             for state in list(self.states.values()):
-                self._maybe_judge(state, now)
-                self._check_lifecycle(state, now)
+                if now >= self._due(state):
+                    self._maybe_judge(state, now)
+                    self._tick_lifecycle(state, now)
+                wakeup = min(wakeup, self._due(state))
+            if self._tail is not None and not self._tail.watching:
+                wakeup = min(wakeup, self._existence_due)
+            self._wakeup = wakeup
         except Exception:
+            self._wakeup = self.clock() + MAX_SLEEP
             logger.exception("tblive watch: error while following %s (will retry)", self.path)
 
-    def _next_wakeup(self) -> float:
-        deadline = self._rescan_due
-        for state in self.states.values():
-            deadline = min(deadline, self._judge_due(state), self._lifecycle_due(state))
-        return deadline
+    def _due(self, state: _RunState) -> float:
+        return min(self._judge_due(state), state.life.due())
+
+    def _check_existence(self, now: float) -> None:
+        """While LOGDIR is missing, look for it every :data:`EXISTENCE_CHECK` seconds."""
+        tail = self._tail
+        if tail is None or tail.watching or now < self._existence_due:
+            return
+        self._existence_due = now + EXISTENCE_CHECK
+        if tail.ensure_watching():
+            self._need_rescan = True
 
     # -- changes and discovery ------------------------------------------------------------
 
@@ -282,10 +358,11 @@ class Watcher:
     def _closes_visible(self) -> bool:
         return self._tail is not None and self._tail.closes_visible
 
-    def _run_for_dir(self, directory: str) -> Optional[str]:
-        return self._dirs.get(directory)
-
-    def _apply_changes(self, changes: List[Change], now: float) -> Set[str]:
+    def _apply_changes(
+        self, changes: List[Change], now: float, unresolved: Optional[List[Change]] = None
+    ) -> Set[str]:
+        """Note what ``changes`` say about each run; returns the runs to read.  Changes in
+        folders no run has yet ask for a rescan and go to ``unresolved``."""
         dirty: Set[str] = set()
         for change in changes:
             if change.is_directory:
@@ -294,10 +371,12 @@ class Watcher:
             name = os.path.basename(change.path)
             if not (is_event_file(name) or name == SUMMARY_JSON):
                 continue
-            run_name = self._run_for_dir(os.path.dirname(change.path))
+            run_name = self._dirs.get(os.path.dirname(change.path))
             if run_name is None:
                 if change.kind != DELETED:
                     self._need_rescan = True  # an event file in a folder no run has yet
+                if unresolved is not None:
+                    unresolved.append(change)
                 continue
             state = self.states.get(run_name)
             if state is None:
@@ -305,15 +384,24 @@ class Watcher:
             dirty.add(run_name)
             if name == SUMMARY_JSON:
                 if change.kind != DELETED:
-                    state.summary_at = now
+                    state.life.summary(now)
             elif change.kind == CLOSED:
-                state.open_files.discard(change.path)
-                state.closed_at = now
+                state.life.closed(change.path, now)
+            elif change.kind == REOPENED:  # closed and written again since the last drain
+                state.life.closed(change.path, now)
+                state.life.wrote(change.path)
             elif change.kind == DELETED:
-                state.open_files.discard(change.path)
+                state.life.deleted(change.path)
             elif change.kind in (MODIFIED, CREATED) and self._closes_visible:
-                state.open_files.add(change.path)  # only a close can take it out again
+                state.life.wrote(change.path)  # only a close can take it out again
         return dirty
+
+    def _policy(self) -> LifecyclePolicy:
+        return LifecyclePolicy(
+            stall_after=self.options.stall_after,
+            settle=self.options.finish_settle,
+            closes_visible=self._closes_visible,
+        )
 
     def _rescan(self, now: float) -> Set[str]:
         """Backstop: re-discover runs and read every run; returns the runs to read."""
@@ -333,10 +421,11 @@ class Watcher:
                 name,
             )
             self.states.pop(name, None)
+            self._forget_snapshot(name)
             if self.engine is not None:
                 self.engine.forget(name)
         for run in added:
-            self.states[run.name] = _RunState(run, last_data=self._initial_last_data(run, now))
+            self.states[run.name] = self._new_state(run, now)
             logger.info("following run '%s' (%s)", run.name, run.path)
         self._dirs = {}
         for name, run in self.logdir.runs.items():
@@ -348,8 +437,19 @@ class Watcher:
             self._read(run.name, initial=True)
         return set(self.states) - new_names
 
-    def _initial_last_data(self, run: Run, now: float) -> float:
-        """When the run last got data, from its files' modification times (monotonic)."""
+    def _new_state(self, run: Run, now: float) -> _RunState:
+        age = self._files_age(run)
+        record = RunRecord.from_reader(run)
+        return _RunState(
+            run=run,
+            record=record,
+            life=RunLifecycle(self._policy(), now - (age or 0.0)),
+            last_data_wall=self.wall() - (age or 0.0),
+        )
+
+    @staticmethod
+    def _files_age(run: Run) -> Optional[float]:
+        """Seconds since the run's newest event file (or summary.json) was modified."""
         newest = None
         for source in run.layout.sources:
             try:
@@ -360,10 +460,7 @@ class Watcher:
                             newest = mtime if newest is None else max(newest, mtime)
             except OSError:
                 continue
-        if newest is None:
-            return now
-        age = max(time.time() - newest, 0.0)
-        return now - age
+        return None if newest is None else max(time.time() - newest, 0.0)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -373,43 +470,29 @@ class Watcher:
             return
         try:
             added = state.run.poll()
+            pending = any(f.has_new_data() for f in state.run.files)
         except Exception as error:  # a bug or an odd file: keep the daemon alive, retry later
             logger.warning("run '%s': reading failed: %s (will retry)", name, error)
             return
-        if added <= 0 or initial:
-            if initial:
-                self._adopt(state, time.monotonic())
+        now = self.clock()
+        state.life.tail(pending, now)
+        if initial:
+            self._infer_planned(state)
+            self._apply(state, state.life.adopt(now), now)
+            self._publish(state)
             return
-        now = time.monotonic()
-        if state.last_arrival is not None:
-            state.gaps.append(now - state.last_arrival)
-        state.last_arrival = now
-        quiet = now - state.last_data
-        state.last_data = now
-        if state.lifecycle != "active":
-            previous = state.lifecycle
-            state.lifecycle = "active"
-            self._announce(
-                state,
-                RESUMED,
-                "new data after %s of silence (it was %s)" % (_duration(quiet), previous),
-            )
+        if added <= 0:
+            return
+        state.last_data_wall = self.wall()
+        self._apply(state, state.life.data(now), now)
+        state.life.progress(state.run.total_steps, state.record.planned_steps)
 
-    def _adopt(self, state: _RunState, now: float) -> None:
-        """A run discovered now: one already quiet for long is finished (without an alert)."""
-        quiet = now - state.last_data
-        if quiet >= PRESUMED_FINISH_FACTOR * self.stall_threshold(state):
-            state.lifecycle = "finished"
-            verdict = self._judge(state, now)
-            if self.engine is not None:
-                self.engine.tracker.lifecycle(
-                    state.run.name, FINISHED, time.time(), verdict=verdict
-                )  # state only: not announced
-            logger.info(
-                "run '%s' has had no new data for %s: treated as finished",
-                state.run.name,
-                _duration(quiet),
-            )
+    def _infer_planned(self, state: _RunState) -> None:
+        """The planned length: ``--expected-steps``, else what the trainer saved beside it."""
+        expected = self.options.expected_steps or self.config.grace.expected_steps
+        state.record.infer(expected_steps=expected or None, assume=state.life.state)
+        state.record.state, state.record.state_reason = state.life.context()
+        state.life.progress(state.run.total_steps, state.record.planned_steps)
 
     # -- judging --------------------------------------------------------------------------
 
@@ -419,9 +502,15 @@ class Watcher:
     def _judge_due(self, state: _RunState) -> float:
         if state.run.points == 0:
             return float("inf")
+        if state.stale:
+            return state.last_judge
         if state.run.points != state.judged_points:
             return state.last_judge + self._judge_gap(state)
-        return state.last_judge + self.options.interval
+        if state.life.ended or self.engine is None:
+            return float("inf")
+        if self.engine.tracker.active_problems(state.run.name):
+            return state.last_judge + self.options.interval  # reminders after the cooldown
+        return float("inf")  # same data, same state: the same verdict
 
     def _maybe_judge(self, state: _RunState, now: float) -> None:
         if now >= self._judge_due(state):
@@ -430,87 +519,133 @@ class Watcher:
     def _judge(self, state: _RunState, now: float) -> Optional[Verdict]:
         if self.engine is None or state.run.points == 0:
             return None
+        record = state.record
+        record.state, record.state_reason = state.life.context()
+        context = record.context(self._siblings_of(state.run.name))
         started = time.perf_counter()
-        verdict = self.engine.judge(state.run.name, state.run.sinks, now=time.time())  # type: ignore[arg-type]
+        verdict = self.engine.judge(
+            state.run.name, state.run.sinks, now=self.wall(), context=context
+        )  # type: ignore[arg-type]
         state.judge_cost = time.perf_counter() - started
+        self.judgements += 1
         state.judged_points = state.run.points
+        state.judged_state = state.life.state
         state.last_judge = now
+        state.stale = False
+        record.verdict = verdict
+        record.roles = self.engine.roles.get(state.run.name)
+        self._publish(state)
         return verdict
+
+    def _siblings_of(self, name: str) -> Dict[str, RunRecord]:
+        """Other seeds of the same configuration (regrouped when runs or their tags change)."""
+        key = tuple((n, len(s.run.feeds)) for n, s in self.states.items())
+        if key != self._siblings_key:
+            self._siblings_key = key
+            records = [s.record for s in self.states.values()]
+            self._siblings = find_siblings(records, self.path) if len(records) > 1 else {}
+        return self._siblings.get(name) or {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def stall_threshold(self, state: _RunState) -> float:
         """Seconds without data after which ``state``'s run is stalled."""
-        if self.options.stall_after is not None:
-            return float(self.options.stall_after)
-        median = statistics.median(state.gaps) if state.gaps else 0.0
-        return max(MIN_STALL_SECONDS, STALL_GAPS * median)
+        return state.life.threshold()
 
-    def _finish_reason(self, state: _RunState, now: float) -> Optional[str]:
-        quiet = now - state.last_data
-        settle = self.options.finish_settle
-        if (
-            not state.open_files
-            and state.closed_at is not None
-            and state.closed_at >= state.last_data - 1.0
-        ):
-            if quiet >= settle and now - state.closed_at >= settle:
-                return "its writer closed the event files and nothing more came"
-        if state.summary_at is not None and state.summary_at >= state.last_data - 1.0:
-            if quiet >= settle and now - state.summary_at >= settle:
-                return "summary.json was written (end of training) and nothing more came"
-        presumed = PRESUMED_FINISH_FACTOR * self.stall_threshold(state)
-        if not state.open_files and quiet >= presumed:
-            how = "no writer was seen" if self._closes_visible else "polling sees no close"
-            return "no new data for %s (%s): presumed finished" % (_duration(quiet), how)
-        return None
+    def _tick_lifecycle(self, state: _RunState, now: float) -> None:
+        self._apply(state, state.life.tick(now), now)
 
-    def _lifecycle_due(self, state: _RunState) -> float:
-        """When :meth:`_check_lifecycle` can next change something (mirrors its conditions)."""
-        due = float("inf")
-        if state.lifecycle == "finished":
-            return due
-        settle = self.options.finish_settle
-        if not state.open_files:
-            due = state.last_data + PRESUMED_FINISH_FACTOR * self.stall_threshold(state)
-            if state.closed_at is not None and state.closed_at >= state.last_data - 1.0:
-                due = min(due, max(state.closed_at, state.last_data) + settle)
-        if state.summary_at is not None and state.summary_at >= state.last_data - 1.0:
-            due = min(due, max(state.summary_at, state.last_data) + settle)
-        if state.lifecycle == "active":
-            due = min(due, state.last_data + self.stall_threshold(state))
-        return due
-
-    def _check_lifecycle(self, state: _RunState, now: float) -> None:
-        if state.lifecycle == "finished":
+    def _apply(self, state: _RunState, transition: Optional[Transition], now: float) -> None:
+        """Act on a lifecycle transition: judge with the new state, announce, report."""
+        if transition is None:
             return
-        reason = self._finish_reason(state, now)
-        if reason is not None:
-            state.lifecycle = "finished"
-            self._judge(state, now)
-            self._announce(state, FINISHED, reason)
+        state.record.state, state.record.state_reason = state.life.context()
+        name = state.run.name
+        if transition.kind == RESUMED:
+            if transition.announce:
+                self._announce(state, RESUMED, transition.reason)
+            else:
+                logger.info("run '%s' resumed: %s", name, transition.reason)
+            return
+        verdict = self._judge(state, now)
+        if transition.announce:
+            self._announce(state, transition.kind, transition.reason)
+        else:
+            logger.info("run '%s' %s: %s", name, transition.kind, transition.reason)
+            if transition.kind in (FINISHED, CRASHED) and self.engine is not None:
+                # state only (not announced): a later restart is announced as "resumed"
+                self.engine.tracker.lifecycle(name, FINISHED, self.wall(), verdict=verdict)
+        if transition.kind in (FINISHED, CRASHED) and transition.announce:
             self.write_final_report()
-            return
-        if state.lifecycle == "active":
-            quiet = now - state.last_data
-            threshold = self.stall_threshold(state)
-            if quiet >= threshold:
-                state.lifecycle = "stalled"
-                self._announce(
-                    state,
-                    STALLED,
-                    "no new data for %s (threshold %s)" % (_duration(quiet), _duration(threshold)),
-                )
+        self._publish(state)
 
     def _announce(self, state: _RunState, kind: str, message: str) -> None:
         logger.info("run '%s' %s: %s", state.run.name, kind, message)
+        if kind == CRASHED and CRASHED not in LIFECYCLE_KINDS:
+            kind = FINISHED  # the tracker announces it as an end; the message says crash
         if self.engine is not None:
             self.engine.lifecycle(
-                state.run.name, kind, message, now=time.time(), step=state.run.total_steps or None
+                state.run.name, kind, message, now=self.wall(), step=state.run.total_steps or None
             )
 
-    def _all_finished(self) -> bool:
-        return bool(self.states) and all(s.lifecycle == "finished" for s in self.states.values())
+    def _all_ended(self) -> bool:
+        return bool(self.states) and all(s.life.ended for s in self.states.values())
+
+    # -- Prometheus -----------------------------------------------------------------------
+
+    def _publish(self, state: _RunState) -> None:
+        if self.exporter is None:
+            return
+        name = state.run.name
+        snap = snapshot(
+            name,
+            state.record.verdict,
+            state.record.roles,
+            state.run.sinks,
+            last_step=state.run.total_steps if state.run.points else None,
+            last_data=state.last_data_wall,
+            finished=state.life.ended,
+        )
+        snapshots = dict(self._snapshots)
+        snapshots[name] = snap
+        self._snapshots = snapshots
+
+    def _forget_snapshot(self, name: str) -> None:
+        if name in self._snapshots:
+            snapshots = dict(self._snapshots)
+            del snapshots[name]
+            self._snapshots = snapshots
+
+    # -- configuration --------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Re-read the ``--config`` file (SIGHUP) and re-judge every run; False if not done."""
+        path = self.options.config_path
+        if not path:
+            logger.info("SIGHUP: no --config file to reload; nothing changed")
+            return False
+        try:
+            from tblive.judge.config_file import load_config
+
+            config = load_config(path)
+            if self.options.expected_steps:
+                config.grace.expected_steps = int(self.options.expected_steps)
+        except Exception as error:
+            logger.error(
+                "SIGHUP: cannot reload %s: %s; keeping the previous configuration", path, error
+            )
+            return False
+        self.config = config
+        if self.engine is not None:
+            self.engine.config = config
+        for state in self.states.values():
+            state.stale = True
+        self._wakeup = self.clock()
+        self.reloads += 1
+        logger.info(
+            "SIGHUP: configuration reloaded from %s; re-judging %d runs", path, len(self.states)
+        )
+        return True
 
     # -- report and shutdown --------------------------------------------------------------
 
@@ -520,17 +655,16 @@ class Watcher:
         if not target:
             return None
         try:
-            from tblive.doors.posthoc import RunResult
-            from tblive.render.report import render_json, write_atomically
+            from tblive.atomic import write_atomically
+            from tblive.render.report import render_json
 
             results = []
-            for name, state in sorted(self.states.items()):
-                verdict = self.engine.verdicts.get(name) if self.engine is not None else None
-                roles = self.engine.roles.get(name) if self.engine is not None else None
-                if verdict is None or roles is None or state.judged_points != state.run.points:
-                    results.append(judge_run(state.run, self.config))  # new data since
-                else:
-                    results.append(RunResult(state.run, verdict, roles))
+            for _, state in sorted(self.states.items()):
+                record = state.record
+                if record.verdict is None or state.judged_points != state.run.points:
+                    record.state, record.state_reason = state.life.context()
+                    record.judge(self.config, self._siblings_of(state.run.name))
+                results.append(record)
             text = json.dumps(render_json(self.options.logdir, results), indent=2) + "\n"
             write_atomically(target, text)
         except Exception as error:
@@ -548,10 +682,12 @@ class Watcher:
             for name, state in list(self.states.items()):
                 self._read(name)
                 if state.run.points != state.judged_points:
-                    self._judge(state, time.monotonic())
+                    self._judge(state, self.clock())
         except Exception:
             logger.exception("error while reading the last data at shutdown")
         self.write_final_report()
+        if self.exporter is not None:
+            self.exporter.stop()
         if self.engine is not None:
             if not self.engine.close(self.options.shutdown_timeout):
                 logger.warning("some alerts could not be delivered before shutdown")
@@ -560,19 +696,27 @@ class Watcher:
 def watch(options: WatchOptions) -> int:
     """Run the daemon until SIGINT/SIGTERM (or ``options.stop_event``); returns the exit code.
 
-    Signal handlers are installed only when called from the main thread (and restored after).
+    SIGHUP reloads the ``--config`` file.  Signal handlers are installed only when called from
+    the main thread (and restored after).  Raises ValueError for a bad set-up.
     """
     watcher = Watcher(options)
+    watcher.open_exporter()
     previous: Dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
 
         def handle(signum: int, frame: Any) -> None:
             # Only a plain attribute write: a handler runs between two bytecodes of the main
             # thread, which may hold an Event's lock right then (Event.set would deadlock,
-            # and so could logging). The loop looks at the flag at least once a second.
-            watcher.signalled = signum
+            # and so could logging). The loop looks at the flags at least once a second.
+            if signum == getattr(signal, "SIGHUP", None):
+                watcher.reload_requested = True
+            else:
+                watcher.signalled = signum
 
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        wanted = [signal.SIGINT, signal.SIGTERM]
+        if hasattr(signal, "SIGHUP"):
+            wanted.append(signal.SIGHUP)
+        for signum in wanted:
             try:
                 previous[signum] = signal.signal(signum, handle)
             except (ValueError, OSError):  # pragma: no cover - exotic platforms

@@ -24,6 +24,13 @@ class Status(enum.IntEnum):
     def label(self) -> str:
         return self.name
 
+    def __str__(self) -> str:
+        """``print(Status.CRITICAL)`` shows ``CRITICAL`` (IntEnum would show ``2``)."""
+        return self.name
+
+    def __format__(self, spec: str) -> str:
+        return format(self.name, spec)
+
     @classmethod
     def parse(cls, text: str) -> Status:
         """``"warning"`` / ``"WARNING"`` -> ``Status.WARNING``; raises ValueError otherwise."""

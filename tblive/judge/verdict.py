@@ -2,8 +2,9 @@
 
 ``evaluate`` is a pure function of the statistics and the config. Checks whose metrics the run
 does not log are omitted (no finding at all); checks that ran report OK findings too, so a
-report can show a green line per check. A check that raises is logged and skipped: the verdict
-must never raise into a training loop.
+report can show a green line per check. A check that raises is logged and becomes a visible
+WARNING finding "check X failed: <exception>" with ``details["error"]`` (see
+:func:`failed_check`): the verdict never raises into a training loop, and never hides a failure.
 """
 
 from __future__ import annotations
@@ -11,24 +12,64 @@ from __future__ import annotations
 import logging
 from typing import List, Mapping, Optional, Tuple
 
-from tblive.judge.findings import Finding, Verdict
-from tblive.judge.metrics import Config, Roles, classify
+from tblive.judge.config import Config
+from tblive.judge.context import RunContext
+from tblive.judge.findings import Finding, Status, Verdict
+from tblive.judge.roles import Roles, classify
 from tblive.judge.rules import CHECKS
 from tblive.series.stats import MetricStats
 
-__all__ = ["evaluate", "evaluate_with_roles"]
+__all__ = ["CHECK_FAILED", "evaluate", "evaluate_with_roles", "failed_check", "failed_checks"]
 
 log = logging.getLogger(__name__)
 
+#: ``details`` key set on the finding of a check that raised (value: the exception, one line)
+CHECK_FAILED = "error"
 
-def evaluate(run: str, view: Mapping[str, MetricStats], config: Optional[Config] = None) -> Verdict:
-    """All findings for ``run`` (tag -> statistics) under ``config`` (defaults when None)."""
-    return evaluate_with_roles(run, view, config)[0]
+
+def failed_check(name: str, exc: BaseException) -> Finding:
+    """The finding standing in for check ``name`` that raised ``exc``.
+
+    Its status is WARNING: the check did not judge the run, so the run must not look healthier
+    than an unjudged run (OK would hide it) nor be called failed on a tblive bug (CRITICAL
+    would cost a good run). Findings of the other checks stand, CRITICAL included.
+    """
+    error = " ".join(("%s: %s" % (type(exc).__name__, exc)).split())[:300]
+    return Finding(
+        check=name,
+        status=Status.WARNING,
+        message="check %s failed: %s. This check did not judge the run (a bug in tblive: "
+        "please report it); the other checks' findings stand." % (name, error),
+        details={CHECK_FAILED: error},
+    )
+
+
+def failed_checks(verdict: Verdict) -> List[Finding]:
+    """The findings of ``verdict`` that stand for checks that raised."""
+    return [f for f in verdict.findings if CHECK_FAILED in f.details]
+
+
+def evaluate(
+    run: str,
+    view: Mapping[str, MetricStats],
+    config: Optional[Config] = None,
+    context: Optional[RunContext] = None,
+) -> Verdict:
+    """All findings for ``run`` (tag -> statistics) under ``config`` (defaults when None).
+
+    ``context`` carries what the door knows about the run beyond its series (planned length,
+    live/finished state, sibling runs); None judges the run as live with an unknown length.
+    """
+    return evaluate_with_roles(run, view, config, context)[0]
 
 
 def evaluate_with_roles(
-    run: str, view: Mapping[str, MetricStats], config: Optional[Config] = None
+    run: str,
+    view: Mapping[str, MetricStats],
+    config: Optional[Config] = None,
+    context: Optional[RunContext] = None,
 ) -> Tuple[Verdict, Roles]:
+    """Like :func:`evaluate`, also returning the roles the tags were classified into."""
     config = config or Config.default()
     roles = classify(view.keys(), config)
     findings: List[Finding] = []
@@ -36,9 +77,10 @@ def evaluate_with_roles(
         if module.NAME in config.disabled:
             continue
         try:
-            findings.extend(module.check(view, roles, config))
-        except Exception:  # a bug in one check must not hide the others
+            findings.extend(module.check(view, roles, config, context))
+        except Exception as exc:  # a bug in one check must not hide the others
             log.exception("check %s failed on run %s", module.NAME, run)
+            findings.append(failed_check(module.NAME, exc))
     total_steps = max((s.last_step for s in view.values() if s.last_step is not None), default=0)
     points = sum(s.count for s in view.values())
     return Verdict(

@@ -22,6 +22,11 @@ The common record shape (``wall_time``, ``step``, one ``Value`` with ``tag`` and
 ``simple_value``) is decoded for a whole block at once with numpy; any other record goes through
 the protobuf decoder.  Both paths give identical results: the vectorised one accepts a record only
 if it matches that shape exactly, byte for byte, to the end of the payload.
+
+A tag that is not valid UTF-8 is read on both paths as the same string, its bad bytes written as
+``\\xNN`` escapes (``errors="backslashreplace"``, so distinct byte strings stay distinct tags),
+with one read issue per tag.  Protobuf refuses such an event outright; the protobuf path then
+repairs the tag fields of the raw bytes and parses again.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 import numpy as np
 
@@ -41,6 +46,8 @@ SCALARS_PLUGIN = "scalars"
 _MAX_FAST_TAG = 1024
 _HASH_MULTIPLIER = np.uint64(1099511628211)  # FNV-1a 64-bit prime
 _HASH_SEED = np.uint64(14695981039346656037)
+_MAX_FAST_RECORD = 2 * _MAX_FAST_TAG  # longer events never have the fast path's shape
+_TAG_ERRORS = "backslashreplace"  # how both paths decode a tag that is not valid UTF-8
 
 
 @dataclass
@@ -177,6 +184,24 @@ class EventDecoder:
     issues: List[ReadIssue] = field(default_factory=list)
     file_version: Optional[str] = None
     records: int = 0
+    _bad_tags: Set[bytes] = field(default_factory=set, repr=False)
+
+    def tag_text(self, raw: bytes, path: str = "", offset: int = 0) -> str:
+        """A tag's bytes as text, the same on both paths; reports a non-UTF-8 tag once."""
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("utf-8", _TAG_ERRORS)
+            if raw not in self._bad_tags:
+                self._bad_tags.add(raw)
+                issue = ReadIssue(
+                    path or self.source,
+                    offset,
+                    "tag %r is not valid UTF-8; read as %r" % (raw, text),
+                )
+                self.issues.append(issue)
+                logger.warning("%s", issue)
+            return text
 
     def decode(self, block: RecordBlock) -> ScalarBatch:
         """Decode every record of ``block``; never raises for bad bytes."""
@@ -184,11 +209,25 @@ class EventDecoder:
         self.records += count
         if count == 0:
             return ScalarBatch.empty()
+        if int(block.lengths.min()) > _MAX_FAST_RECORD:
+            # only big records (images, graphs, tensors): no padded copy of the block for a
+            # fast path none of them can take
+            empty = ScalarBatch.empty()
+            return self._merge_slow(
+                block,
+                np.arange(count),
+                np.zeros(0, np.int64),
+                [],
+                empty.tag_ids,
+                empty.steps,
+                empty.wall_times,
+                empty.values,
+            )
         # zero padding so that fixed-width gathers near the end read real bytes, not clipped ones
         raw = np.frombuffer(block.data + bytes(_MAX_FAST_TAG + 16), dtype=np.uint8)
         fast, tag_start, tag_len, steps, walls, values = self._fast_path(raw, block)
         fast_index = np.flatnonzero(fast)
-        tags, tag_ids = self._tag_ids(raw, tag_start, tag_len)
+        tags, tag_ids = self._tag_ids(raw, tag_start, tag_len, block)
         slow_index = np.flatnonzero(~fast)
         if slow_index.shape[0] == 0:
             return ScalarBatch(tags, tag_ids, steps, walls, values)
@@ -240,7 +279,9 @@ class EventDecoder:
             values[keep],
         )
 
-    def _tag_ids(self, raw: np.ndarray, tag_start: np.ndarray, tag_len: np.ndarray):
+    def _tag_ids(
+        self, raw: np.ndarray, tag_start: np.ndarray, tag_len: np.ndarray, block: RecordBlock
+    ):
         """Group the fast records' tag bytes: (tag names, per-record index into them)."""
         count = tag_start.shape[0]
         if count == 0:
@@ -266,12 +307,12 @@ class EventDecoder:
                 start = int(tag_start[i])
                 key = raw[start : start + int(tag_len[i])].tobytes()
                 ids[i] = names.setdefault(key, len(names))
-            return [key.decode("utf-8", "replace") for key in names], ids
+            return [self.tag_text(key, block.path) for key in names], ids
         tags = []
         for index in first:
             start = int(tag_start[index])
             tags.append(
-                raw[start : start + int(tag_len[index])].tobytes().decode("utf-8", "replace")
+                self.tag_text(raw[start : start + int(tag_len[index])].tobytes(), block.path)
             )
         return tags, inverse.astype(np.int32)
 
@@ -321,14 +362,45 @@ class EventDecoder:
         restarts = [(int(np.searchsorted(order, record)), step) for record, step in restart_records]
         return ScalarBatch(tags, tag_ids, steps, walls, values, restarts)
 
+    def _with_repaired_tags(self, payload: bytes, block: RecordBlock, record: int):
+        """The event parsed after re-encoding non-UTF-8 tags as :meth:`tag_text` does, or None."""
+        bad: List[bytes] = []
+
+        def fix(raw: bytes) -> bytes:
+            try:
+                raw.decode("utf-8")
+                return raw
+            except UnicodeDecodeError:
+                bad.append(raw)
+                return raw.decode("utf-8", _TAG_ERRORS).encode("utf-8")
+
+        try:
+            repaired = _rewrite(
+                payload,
+                {
+                    5: lambda summary: _rewrite(
+                        summary, {1: lambda v: _rewrite(v, {1: fix, 7: fix})}
+                    )
+                },
+            )
+            event = _event_proto().Event.FromString(repaired)
+        except Exception:
+            return None
+        for raw in bad:
+            self.tag_text(raw, block.path, block.file_offset(record))
+        return event
+
     def _decode_record(self, block: RecordBlock, record: int):
         """Yield ``(kind, tag, step, wall_time, value)`` for one record the fast path declined."""
-        payload = block.payload(record)
+        start = int(block.starts[record])
+        payload = memoryview(block.data)[start : start + int(block.lengths[record])]  # no copy
         event_pb2 = _event_proto()
         try:
             event = event_pb2.Event.FromString(payload)
         except Exception:  # protobuf raises DecodeError and, on some versions, others
             crc_ok = block.payload_crc_ok(record)
+            event = self._with_repaired_tags(bytes(payload), block, record) if crc_ok else None
+        if event is None:
             message = (
                 "undecodable event record (payload crc ok); skipped"
                 if crc_ok
@@ -369,6 +441,59 @@ class EventDecoder:
                 self.skipped[self.plugin_of_tag.get(tag) or "empty values"] += 1
             else:
                 self.skipped[_SKIP_NAMES.get(kind, kind)] += 1
+
+
+def _varint(data: bytes, position: int) -> Tuple[int, int]:
+    result = shift = 0
+    while True:
+        if position >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return result, position
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _rewrite(message: bytes, fixes: Dict[int, Callable[[bytes], bytes]]) -> bytes:
+    """``message`` (protobuf wire format) with each length-delimited field whose number is in
+    ``fixes`` replaced by ``fixes[number](its bytes)``; raises ValueError on bad wire format."""
+    out = bytearray()
+    position = 0
+    while position < len(message):
+        start = position
+        key, position = _varint(message, position)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, position = _varint(message, position)
+        elif wire == 1:
+            position += 8
+        elif wire == 5:
+            position += 4
+        elif wire == 2:
+            length, position = _varint(message, position)
+            value = message[position : position + length]
+            position += length
+            if position <= len(message) and number in fixes:
+                new = fixes[number](value)
+                out += _encode_varint(key) + _encode_varint(len(new)) + new
+                continue
+        else:
+            raise ValueError("unsupported wire type %d" % wire)
+        if position > len(message):
+            raise ValueError("truncated field")
+        out += message[start:position]
+    return bytes(out)
 
 
 _SKIP_NAMES = {

@@ -17,7 +17,16 @@ block.  Its contract:
   when ``verify_payload=True`` (each record costs ~1 us with a C crc32c, more than decoding it) or
   when a record fails to decode (see :mod:`tblive.read.events`).  TensorBoard's Rust data server makes
   the same trade.
-* Memory is bounded by the block size (plus the largest single record), never by the file size.
+* Memory is bounded by the block size and by ``max_record_size`` (default
+  :data:`DEFAULT_MAX_RECORD_SIZE`, 32 MiB), never by the file size nor by what a length header
+  claims: a record longer than the limit is skipped without being read, with a read issue.
+* Only regular files are opened (``os.stat`` first, then a non-blocking open): a FIFO, socket or
+  device named like an event file is skipped with a read issue and never blocks the reader.  A
+  file that cannot be opened or read (permission denied, I/O error) is reported once as a fatal
+  read issue (its data is missing); the issue is withdrawn if a later call can read it.
+* A file replaced by another of the same name (a new inode, different first bytes, or a size
+  below the offset; CatBoost rewrites ``events.out.tfevents``) is read again from the start with a
+  read issue, never spliced onto the old offset.
 
 Framing is sequential by nature (each record's position depends on the previous length).  The fast
 path finds every position in a block that *looks like* a record header (length < 16 MiB and a
@@ -29,11 +38,13 @@ the first position that is not proven.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import stat
 import struct
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -47,6 +58,37 @@ FRAME_OVERHEAD = HEADER_SIZE + FOOTER_SIZE
 DEFAULT_BLOCK_SIZE = 1 << 20  # bounds the transient numpy arrays too (RSS of a long-lived daemon)
 _MAX_FAST_LENGTH = 1 << 24  # the vectorised header search handles 3-byte lengths
 _MAX_RECORD_LENGTH = 1 << 34  # anything larger is a corrupt header, not a record
+DEFAULT_MAX_RECORD_SIZE = 32 << 20  # larger records are skipped unread (images, graphs, tensors)
+_HEAD_SIZE = 64  # first bytes remembered to notice a file rewritten in place
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def file_kind(mode: int) -> str:
+    """A human name for what a non-regular ``st_mode`` is."""
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def error_text(error: OSError) -> str:
+    """``permission denied`` / ``input/output error``: the OS message without the path."""
+    if error.errno is not None:
+        return os.strerror(error.errno).lower()
+    return str(error)
+
+
+def size_text(size: int) -> str:
+    """``32 MiB`` for whole mebibytes, else ``4096 bytes``."""
+    if size >= 1 << 20 and size % (1 << 20) == 0:
+        return "%d MiB" % (size >> 20)
+    return "%d bytes" % size
 
 
 def byte_windows(raw: np.ndarray, width: int) -> np.ndarray:
@@ -119,12 +161,38 @@ class RecordFile:
     offset: int = 0
     issues: List[ReadIssue] = field(default_factory=list)
     ended: bool = False  # a bad length header made the rest unreadable
+    max_record_size: int = DEFAULT_MAX_RECORD_SIZE
     _length_crc_cache: Dict[int, int] = field(default_factory=dict, repr=False)
+    _unreadable: Optional[ReadIssue] = field(default=None, repr=False)
+    _identity: Optional[Tuple[int, int]] = field(default=None, repr=False)
+    _head: bytes = field(default=b"", repr=False)
+    _oversized_at: int = field(default=-1, repr=False)
 
-    def _issue(self, offset: int, message: str, fatal: bool = False) -> None:
+    def _issue(self, offset: int, message: str, fatal: bool = False) -> ReadIssue:
         issue = ReadIssue(self.path, offset, message, fatal)
         self.issues.append(issue)
         logger.warning("%s", issue)
+        return issue
+
+    @property
+    def unreadable(self) -> Optional[str]:
+        """Why the last attempt could not read this file at all (None when it could)."""
+        return None if self._unreadable is None else self._unreadable.message
+
+    def _cannot_read(self, message: str, fatal: bool = True) -> None:
+        """Report once that the file cannot be read now (kept until a read succeeds)."""
+        if self._unreadable is not None and self._unreadable.message == message:
+            return
+        if self._unreadable is not None:
+            self._withdraw()
+        self._unreadable = self._issue(self.offset, message, fatal)
+
+    def _withdraw(self) -> None:
+        if self._unreadable is not None:
+            if self._unreadable in self.issues:
+                self.issues.remove(self._unreadable)
+            logger.info("%s: readable again", self.path)
+            self._unreadable = None
 
     def size(self) -> Optional[int]:
         """Current file size, or None when the file cannot be stat'ed (deleted, I/O error)."""
@@ -137,59 +205,122 @@ class RecordFile:
         size = self.size()
         return size is not None and not self.ended and size != self.offset
 
+    def _start_over(self, why: str) -> None:
+        self._issue(self.offset, "%s; reading it again from the start" % why)
+        self.offset = 0
+        self.ended = False  # rewritten: whatever ended it may be gone
+        self._head = b""
+        self._oversized_at = -1
+
+    def _stat(self) -> Optional[os.stat_result]:
+        """``os.stat`` of a regular file; None (with a read issue when it matters) otherwise."""
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            if os.path.islink(self.path):
+                self._cannot_read("broken symbolic link; skipped")
+            return None  # deleted: what was read stays
+        except OSError as error:
+            self._cannot_read("cannot stat the file (%s); skipped" % error_text(error))
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            self._cannot_read(
+                "%s, not a regular file; skipped without opening it" % file_kind(info.st_mode),
+                fatal=False,
+            )
+            return None
+        return info
+
     def read_blocks(self) -> Iterator[RecordBlock]:
         """Yield blocks of complete, not-yet-returned records up to the file's current end.
 
-        I/O errors end the call quietly (logged at debug level) with the offset intact, so a
-        transient error is retried on the next call.  A file that shrank below the offset was
-        replaced or truncated: it is read again from the start (the restart rules downstream
-        discard what is re-read).
+        A file that cannot be opened or read is reported once as a fatal read issue and retried
+        on the next call (the offset is kept); a file that was replaced or shrank is read again
+        from the start (the restart rules downstream discard what is re-read).
         """
-        size = self.size()
-        if size is None:
+        info = self._stat()
+        if info is None:
             return
+        identity = (info.st_dev, info.st_ino)
+        if self._identity is not None and identity != self._identity and self.offset:
+            self._start_over("file was replaced by another of the same name")
+        size = info.st_size
         if size < self.offset:
-            self._issue(
-                self.offset, "file shrank to %d bytes; reading it again from the start" % size
-            )
-            self.offset = 0
-            self.ended = False  # rewritten: whatever ended it may be gone
-        if self.ended:
+            self._start_over("file shrank to %d bytes" % size)
+        if self.ended or (size == self.offset and self._unreadable is None):
             return
         try:
-            handle = open(self.path, "rb")
+            descriptor = os.open(self.path, _OPEN_FLAGS)
         except OSError as error:
-            logger.debug("cannot open %s: %s", self.path, error)
+            self._cannot_read("cannot open the file (%s); skipped" % error_text(error))
             return
-        with handle:
-            while not self.ended and self.offset < size:
-                try:
-                    handle.seek(self.offset)
-                    data = handle.read(min(self.block_size, size - self.offset))
-                except OSError as error:
-                    logger.debug("cannot read %s: %s", self.path, error)
-                    return
-                block, needed = self._frame(data)
-                if block is not None and block.end >= 0:
-                    self.offset = block.base + block.end + FOOTER_SIZE
-                    if len(block):
-                        yield block
-                    continue
-                if needed and self.offset + needed <= size:
-                    # one record larger than the block: read exactly that record
-                    try:
-                        handle.seek(self.offset)
-                        data = handle.read(needed)
-                    except OSError as error:
-                        logger.debug("cannot read %s: %s", self.path, error)
-                        return
-                    block, _ = self._frame(data)
-                    if block is not None and block.end >= 0:
-                        self.offset += needed
-                        if len(block):
-                            yield block
-                        continue
+        with os.fdopen(descriptor, "rb") as handle:
+            opened = os.fstat(descriptor)
+            if not stat.S_ISREG(opened.st_mode):  # swapped between stat and open
+                self._cannot_read(
+                    "%s, not a regular file; skipped" % file_kind(opened.st_mode), fatal=False
+                )
+                return
+            self._identity = (opened.st_dev, opened.st_ino)
+            if identity != self._identity and self.offset:
+                self._start_over("file was replaced by another of the same name")
+            size = opened.st_size
+            try:
+                if self._head and self.offset:
+                    handle.seek(0)
+                    if handle.read(len(self._head)) != self._head:
+                        self._start_over("file was rewritten (its first bytes changed)")
+                yield from self._read_from(handle, size)
+            except OSError as error:
+                if error.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                    return  # a non-blocking read on something odd: nothing now
+                self._cannot_read(
+                    "cannot read the file at offset %d (%s); retried later"
+                    % (self.offset, error_text(error))
+                )
+                return
+            self._withdraw()
+
+    def _read_from(self, handle, size: int) -> Iterator[RecordBlock]:
+        while not self.ended and self.offset < size:
+            handle.seek(self.offset)
+            data = handle.read(min(self.block_size, size - self.offset))
+            if self.offset == 0 and not self._head:
+                self._head = data[:_HEAD_SIZE]
+            block, needed = self._frame(data)
+            if block is not None and block.end >= 0:
+                self.offset = block.base + block.end + FOOTER_SIZE
+                if len(block):
+                    yield block
+                continue
+            if not needed:
                 return  # partial record at the end: wait for the writer
+            if needed - FRAME_OVERHEAD > self.max_record_size:
+                self._oversized(needed, size)
+                if self.offset + needed > size:
+                    return
+                self.offset += needed  # skipped unread
+                continue
+            if self.offset + needed > size:
+                return  # partial record at the end: wait for the writer
+            # one record larger than the block: read exactly that record
+            handle.seek(self.offset)
+            block = self._frame_one(handle.read(needed))
+            if block is None:
+                return
+            self.offset += needed
+            if len(block):
+                yield block
+
+    def _oversized(self, needed: int, size: int) -> None:
+        if self._oversized_at == self.offset:
+            return
+        self._oversized_at = self.offset
+        self._issue(
+            self.offset,
+            "record of %d bytes is larger than the limit of %s (max_record_size); skipped "
+            "without reading it" % (needed - FRAME_OVERHEAD, size_text(self.max_record_size)),
+        )
 
     # -- framing ---------------------------------------------------------------------------
 
@@ -200,6 +331,26 @@ class RecordFile:
             if len(self._length_crc_cache) < 65536:
                 self._length_crc_cache[length] = crc
         return crc
+
+    def _frame_one(self, data: bytes) -> Optional[RecordBlock]:
+        """Frame ``data`` holding exactly one record (the file offset ``self.offset``).
+
+        Used for records larger than a block, so that no per-byte search arrays are built over
+        them.  None when the bytes changed since the header was read (the caller retries later).
+        """
+        if len(data) < FRAME_OVERHEAD:
+            return None
+        length, length_crc = struct.unpack_from("<QI", data, 0)
+        if length_crc != self._length_crc(length) or FRAME_OVERHEAD + length != len(data):
+            return None
+        block = RecordBlock(
+            self.path,
+            data,
+            self.offset,
+            np.array([HEADER_SIZE], dtype=np.int64),
+            np.array([length], dtype=np.int64),
+        )
+        return self._drop_corrupt(block) if self.verify_payload else block
 
     def _frame(self, data: bytes):
         """Frame the complete records at the start of ``data`` (file offset ``self.offset``).
@@ -241,7 +392,7 @@ class RecordFile:
                 self.ended = True
                 break
             end = position + HEADER_SIZE + length + FOOTER_SIZE
-            if end > size:
+            if end > size or length > self.max_record_size:
                 if position == 0 and not starts:
                     return None, end
                 break
@@ -302,6 +453,9 @@ class RecordFile:
             | (byte1[good].astype(np.int64) << 8)
             | (byte2[good].astype(np.int64) << 16)
         )
+        if self.max_record_size < _MAX_FAST_LENGTH:
+            small = cand_lengths <= self.max_record_size  # larger ones take the checked walk
+            positions, cand_lengths = positions[small], cand_lengths[small]
         cand_next = positions + FRAME_OVERHEAD + cand_lengths
         count = positions.shape[0]
         if count == 0:

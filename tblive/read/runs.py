@@ -1,31 +1,26 @@
 """A log directory -> runs -> named series, with TensorBoard's restart rules.
 
-Layout rules (what a *run* is):
+Layout rules (what a *run* is, which series a tag belongs to) are in :mod:`tblive.read.layout`.
+Reading rules:
 
-* A run is the topmost directory that holds event files (any file whose name contains
-  ``tfevents``, as TensorBoard decides).  Directories below it that hold event files are not runs
-  of their own: they are ``add_scalars`` writers and merge into the run.
-  - tensorboardX / HARL write ``<run>/<main_tag>/<key>/events...`` carrying the tag ``main_tag``;
-  - torch writes ``<run>/<main_tag with / as _>_<key>/events...``.
-  Their points become the series ``main_tag`` when ``key`` repeats the tag (HARL's
-  ``add_scalars(k, {k: v})``), else ``main_tag/key``.  Any other nested writer's tags are
-  prefixed with its relative path (``sub/dir/tag``).
-* Sibling top directories named like data splits (``train``, ``validation``, ``eval``, ``test``,
-  ``learn``...; Keras, TF Object Detection, CatBoost) are one run rooted at their parent, each
-  split's tags prefixed with the split name (``train/epoch_loss``, ``validation/epoch_loss``).
-* Every other top directory is a run of its own: a sweep of seeds yields one run per seed.
 * ``summary.json`` in a run directory (tensorboardX ``export_scalars_to_json``, which HARL writes at
   the end of training) maps writer paths *on the machine that trained* to
-  ``[[wall_time, step, value], ...]``.  Keys are matched to this run by their trailing path
-  components; points beyond what the event files hold are appended (nothing is counted twice).
+  ``[[wall_time, step, value], ...]`` (read in bounded memory by
+  :mod:`tblive.read.summary_json`).  Keys are matched to this run by their trailing path
+  components; points after the series' last step are appended, and when the file holds more
+  points up to that step than the series kept (the event files missed some in the middle) the
+  series is rebuilt from the file's points from its first step on.  Nothing is counted twice.
+* A directory that cannot be listed is a fatal read issue of the run it belongs to (or, outside
+  every run, a run of its own with no data), never silently absent.
 
 Series rules, per run (TensorBoard's restart semantics, made per tag):
 
 * Event files of one directory are read in name order, each from its saved offset.
 * A ``SessionLog.START`` discards that directory's points at steps >= its step.
-* A point whose step is not after its series' last step (a resume from a checkpoint, or a
-  duplicate) first discards the series' points at steps >= that step; so a duplicate (tag, step)
-  replaces the earlier value instead of counting twice.
+* A point whose step is strictly below its series' last step (a resume from a checkpoint) first
+  discards the series' points at steps >= that step; a point at the same step as the last one is
+  one more measurement and is kept.  :class:`SeriesFeed` applies this rule and counts what
+  restarts discarded (``Run.restarts``).
 
 Points go to *series sinks*: any object with ``update_many(steps, values, wall_times)`` and
 ``rewind(step)`` (``tblive.series.stats.MetricStats`` for bounded statistics, :class:`SeriesPoints` when
@@ -34,7 +29,6 @@ every point must be kept), through a :class:`SeriesFeed` that applies the restar
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import Counter
@@ -44,119 +38,27 @@ from typing import Callable, Dict, List, Optional, Set, Tuple
 import numpy as np
 
 from tblive.read.events import EventDecoder, ScalarBatch
-from tblive.read.records import ReadIssue, RecordFile
+from tblive.read.layout import (  # noqa: F401  (re-exported: the layout rules' old home)
+    EVENT_FILE_MARKER,
+    GENERIC_RUN_DIRS,
+    SPLIT_NAMES,
+    SUMMARY_JSON,
+    RunLayout,
+    SourceLayout,
+    Unlisted,
+    _is_within,
+    _name_from_relpath,
+    _run_name,
+    discover_runs,
+    is_event_file,
+    run_name,
+    series_name,
+)
+from tblive.read.records import DEFAULT_MAX_RECORD_SIZE, ReadIssue, RecordFile, error_text
+from tblive.read.summary_json import DEFAULT_MAX_SUMMARY_BYTES, read_summary_json
 from tblive.series.feed import SeriesFeed, SeriesPoints, SeriesSink
 
 logger = logging.getLogger(__name__)
-
-EVENT_FILE_MARKER = "tfevents"
-SUMMARY_JSON = "summary.json"
-SPLIT_NAMES = frozenset(
-    {"train", "training", "validation", "val", "valid", "eval", "evaluation", "test", "learn"}
-)
-
-
-def is_event_file(name: str) -> bool:
-    """TensorBoard's own test: the file name contains ``tfevents``."""
-    return EVENT_FILE_MARKER in name
-
-
-# -- layout ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SourceLayout:
-    """One directory of event files inside a run."""
-
-    path: str
-    relpath: str  # relative to the run's (or the split's) top directory; "" for the top itself
-    prefix: str  # "train/" for a split-merged run, else ""
-
-
-@dataclass(frozen=True)
-class RunLayout:
-    name: str
-    root: str
-    sources: Tuple[SourceLayout, ...]
-
-
-def _event_dirs(logdir: str) -> List[str]:
-    """Directories under ``logdir`` (itself included) that directly hold event files."""
-    found = []
-    for directory, subdirs, files in os.walk(logdir, onerror=lambda error: None):
-        subdirs.sort()
-        if any(is_event_file(name) for name in files):
-            found.append(directory)
-    return found
-
-
-def discover_runs(logdir: str) -> List[RunLayout]:
-    """The runs under ``logdir`` (see the module docstring for the rules), sorted by name."""
-    logdir = os.path.normpath(logdir)
-    event_dirs = _event_dirs(logdir)
-    tops: List[str] = []
-    members: Dict[str, List[str]] = {}
-    for directory in sorted(event_dirs):
-        owner = next((top for top in tops if _is_within(directory, top)), None)
-        if owner is None:
-            tops.append(directory)
-            members[directory] = [directory]
-        else:
-            members[owner].append(directory)
-    by_parent: Dict[str, List[str]] = {}
-    for top in tops:
-        if top != logdir:
-            by_parent.setdefault(os.path.dirname(top), []).append(top)
-    split_groups: Dict[str, List[str]] = {}
-    for parent, children in by_parent.items():
-        splits = [c for c in children if os.path.basename(c).lower() in SPLIT_NAMES]
-        if len(splits) >= 2:
-            split_groups[parent] = splits
-    grouped = {child for splits in split_groups.values() for child in splits}
-    layouts = []
-    for top in tops:
-        if top in grouped:
-            continue
-        sources = tuple(SourceLayout(d, _relpath(d, top), "") for d in members[top])
-        layouts.append(RunLayout(_run_name(top, logdir), top, sources))
-    for parent, splits in split_groups.items():
-        sources_list = []
-        for split in sorted(splits):
-            prefix = os.path.basename(split) + "/"
-            sources_list.extend(SourceLayout(d, _relpath(d, split), prefix) for d in members[split])
-        layouts.append(RunLayout(_run_name(parent, logdir), parent, tuple(sources_list)))
-    return sorted(layouts, key=lambda layout: layout.name)
-
-
-def _is_within(path: str, ancestor: str) -> bool:
-    return path == ancestor or path.startswith(ancestor.rstrip(os.sep) + os.sep)
-
-
-def _relpath(path: str, start: str) -> str:
-    rel = os.path.relpath(path, start)
-    return "" if rel == "." else rel.replace(os.sep, "/")
-
-
-def _run_name(root: str, logdir: str) -> str:
-    rel = _relpath(root, logdir)
-    return rel or os.path.basename(os.path.abspath(logdir)) or root
-
-
-def series_name(relpath: str, tag: str, prefix: str = "") -> str:
-    """The series a tag written in ``relpath`` (relative to its run) belongs to."""
-    if not relpath:
-        return prefix + tag
-    key = None
-    if relpath.startswith(tag + "/"):  # tensorboardX / HARL: <main_tag>/<key>
-        key = relpath[len(tag) + 1 :]
-    elif relpath.startswith(tag.replace("/", "_") + "_"):  # torch: <main_tag, / as _>_<key>
-        key = relpath[len(tag.replace("/", "_")) + 1 :]
-    if key is None:
-        return prefix + relpath + "/" + tag
-    if key == tag or key == tag.rsplit("/", 1)[-1]:
-        return prefix + tag
-    return prefix + tag + "/" + key
-
 
 # -- reading -----------------------------------------------------------------------------------
 
@@ -192,6 +94,8 @@ class Run:
         sink_factory: SinkFactory,
         verify_payload: bool = False,
         read_summary_json: bool = True,
+        max_record_size: int = DEFAULT_MAX_RECORD_SIZE,
+        max_summary_bytes: int = DEFAULT_MAX_SUMMARY_BYTES,
     ) -> None:
         self.layout = layout
         self._read_summary_json = read_summary_json
@@ -199,11 +103,16 @@ class Run:
         self.path = layout.root
         self._sink_factory = sink_factory
         self._verify_payload = verify_payload
+        self._max_record_size = max_record_size
+        self._max_summary_bytes = max_summary_bytes
         self.feeds: Dict[str, SeriesFeed] = {}
         self.points = 0
         self.summary_points = 0
         self._sources: Dict[str, _Source] = {}
-        self._summary_mtime: Optional[float] = None
+        self._summary_state: Optional[Tuple[float, int, int]] = None
+        self._summary_issues: List[ReadIssue] = []
+        self._unlisted: Dict[str, ReadIssue] = {}  # directory -> why it could not be listed
+        self._failures: List[ReadIssue] = []  # files whose reading failed unexpectedly
         for source in layout.sources:
             self._add_source(source)
 
@@ -228,12 +137,47 @@ class Run:
 
     @property
     def issues(self) -> List[ReadIssue]:
-        found: List[ReadIssue] = []
+        """Everything wrong with this run's files, directories and summary.json, as it is now."""
+        found: List[ReadIssue] = list(self._unlisted.values())
         for source in self._sources.values():
             for record_file in source.files.values():
                 found.extend(record_file.issues)
             found.extend(source.decoder.issues)
+        found.extend(self._failures)
+        found.extend(self._summary_issues)
         return found
+
+    @property
+    def complete(self) -> bool:
+        """False when a file, a directory or the rest of a file could not be read."""
+        return not any(issue.fatal for issue in self.issues)
+
+    @property
+    def restarts(self) -> Dict[str, int]:
+        """How often restarts rewound a series, and how many points they discarded."""
+        return {
+            "rewinds": sum(feed.rewinds for feed in self.feeds.values()),
+            "points_discarded": sum(
+                int(getattr(feed, "discarded", 0)) for feed in self.feeds.values()
+            ),
+        }
+
+    def set_unlisted(self, directories: Dict[str, str]) -> None:
+        """The directories of this run that cannot be listed now (directory -> reason)."""
+        for directory in list(self._unlisted):
+            if directory not in directories:
+                del self._unlisted[directory]
+        for directory, reason in directories.items():
+            old = self._unlisted.get(directory)
+            if old is None or reason not in old.message:
+                issue = ReadIssue(
+                    directory,
+                    0,
+                    "cannot list the directory (%s); its event files are not read" % reason,
+                    True,
+                )
+                logger.warning("%s", issue)
+                self._unlisted[directory] = issue
 
     @property
     def skipped(self) -> Counter:
@@ -253,14 +197,28 @@ class Run:
         return max(steps, default=0)
 
     def _scan_files(self, source: _Source) -> List[RecordFile]:
+        directory = source.layout.path
         try:
-            names = sorted(n for n in os.listdir(source.layout.path) if is_event_file(n))
-        except OSError:
+            names = sorted(n for n in os.listdir(directory) if is_event_file(n))
+        except FileNotFoundError:
             names = []
+        except OSError as error:
+            names = []
+            unlisted = {d: i.message for d, i in self._unlisted.items()}
+            unlisted[directory] = error_text(error)
+            self.set_unlisted(unlisted)
+        else:
+            if directory in self._unlisted:
+                del self._unlisted[directory]
         for name in names:
-            path = os.path.join(source.layout.path, name)
-            if path not in source.files and os.path.isfile(path):
-                source.files[path] = RecordFile(path, verify_payload=self._verify_payload)
+            path = os.path.join(directory, name)
+            # anything but a directory: RecordFile reports FIFOs, sockets and devices itself
+            if path not in source.files and not os.path.isdir(path):
+                source.files[path] = RecordFile(
+                    path,
+                    verify_payload=self._verify_payload,
+                    max_record_size=self._max_record_size,
+                )
         return [source.files[path] for path in sorted(source.files)]
 
     # -- reading ------------------------------------------------------------------------
@@ -270,14 +228,30 @@ class Run:
         before = self.points
         for source in list(self._sources.values()):
             for record_file in self._scan_files(source):
-                for block in record_file.read_blocks():
-                    self._apply(source, source.decoder.decode(block))
+                self._read_file(source, record_file)
         if self._read_summary_json:
             self._merge_summary_json()
         if self.points != before:
             for feed in self.feeds.values():
                 feed.flush()
         return self.points - before
+
+    def _read_file(self, source: _Source, record_file: RecordFile) -> None:
+        """Read one file's new records; an unforeseen failure costs this file, nothing else."""
+        try:
+            for block in record_file.read_blocks():
+                self._apply(source, source.decoder.decode(block))
+        except Exception as error:  # MemoryError included: never lose the other files and runs
+            issue = ReadIssue(
+                record_file.path,
+                record_file.offset,
+                "reading failed (%s: %s); the rest of the file is skipped"
+                % (type(error).__name__, error),
+                True,
+            )
+            logger.warning("%s", issue)
+            self._failures.append(issue)
+            record_file.ended = True
 
     def _feed(self, name: str) -> SeriesFeed:
         feed = self.feeds.get(name)
@@ -326,44 +300,61 @@ class Run:
     # -- summary.json -------------------------------------------------------------------
 
     def _merge_summary_json(self) -> None:
+        if self.path in self._unlisted:
+            return  # already reported: the directory itself cannot be listed
         path = os.path.join(self.path, SUMMARY_JSON)
         try:
-            mtime = os.stat(path).st_mtime
-        except OSError:
+            info = os.stat(path)
+        except FileNotFoundError:
             return
-        if mtime == self._summary_mtime:
+        except OSError as error:
+            info = None
+            state: Optional[Tuple[float, int, int]] = (0.0, -1, error.errno or 0)
+        else:
+            state = (info.st_mtime, info.st_size, info.st_ino)
+        if state == self._summary_state:
             return
-        self._summary_mtime = mtime
-        try:
-            with open(path, encoding="utf-8") as handle:
-                content = json.load(handle)
-            if not isinstance(content, dict):
-                raise ValueError("top level is not an object")
-        except (OSError, ValueError) as error:
-            logger.warning("%s: not a valid summary.json (%s); ignored", path, error)
-            return
-        for key, rows in content.items():
-            name = self._summary_series(str(key))
+        self._summary_state = state
+        self._summary_issues = []
+        for key, table in read_summary_json(path, self._summary_issues, self._max_summary_bytes):
+            name = self._summary_series(key)
             if name is None:
-                logger.warning(
-                    "%s: key %r does not belong to run %s; ignored", path, key, self.name
+                self._summary_issues.append(
+                    ReadIssue(
+                        path, 0, "key %r does not belong to run %s; ignored" % (key, self.name)
+                    )
                 )
                 continue
-            try:
-                table = np.asarray(rows, dtype=np.float64).reshape(-1, 3)
-            except (TypeError, ValueError):
-                logger.warning("%s: points of %r are not [wall_time, step, value] rows", path, key)
-                continue
-            if table.shape[0] == 0:
-                continue
-            table = table[np.argsort(table[:, 1], kind="stable")]
-            steps = table[:, 1].astype(np.int64)
-            last = self._feed(name).last_step
-            keep = np.ones(steps.shape[0], bool) if last is None else steps > last
-            if keep.any():
-                before = self.points
-                self._append(name, steps[keep], table[keep, 2], table[keep, 0])
-                self.summary_points += self.points - before
+            if table.shape[0]:
+                self._merge_summary_rows(name, table)
+        for issue in self._summary_issues:
+            logger.warning("%s", issue)
+
+    def _merge_summary_rows(self, name: str, table: np.ndarray) -> None:
+        """Add what the event files lack: points after the last step, or missing middle points."""
+        table = table[np.argsort(table[:, 1], kind="stable")]
+        steps = table[:, 1].astype(np.int64)
+        feed = self._feed(name)
+        feed.flush()
+        last = feed.last_step
+        if last is not None:
+            upto = int(np.searchsorted(steps, last, side="right"))
+            kept = _sink_count(feed.sink)
+            if kept is not None and upto > kept:
+                # the event files missed points before their last step: the file's are the series
+                first = int(steps[0])
+                feed.sink.rewind(first)  # not a restart: not counted as one
+                last_kept = getattr(feed.sink, "last_step", None)
+                feed.last_step = None if last_kept is None else int(last_kept)
+                start = 0
+            else:
+                start = upto
+        else:
+            start = 0
+        if start < steps.shape[0]:
+            before = self.points
+            self._append(name, steps[start:], table[start:, 2], table[start:, 0])
+            self.summary_points += self.points - before
 
     def _summary_series(self, key: str) -> Optional[str]:
         """Map a summary.json key (a path on the training machine, or a plain tag) to a series."""
@@ -396,15 +387,15 @@ class Run:
         return None
 
 
-def _name_from_relpath(relpath: str, prefix: str) -> str:
-    """Series name of an ``add_scalars`` folder whose event files we have not seen."""
-    parts = relpath.split("/")
-    half = len(parts) // 2
-    if len(parts) % 2 == 0 and parts[:half] == parts[half:]:
-        return prefix + "/".join(parts[:half])
-    if len(parts) == 1:
-        return prefix + parts[0]
-    return series_name(relpath, "/".join(parts[:-1]), prefix)
+def _sink_count(sink: SeriesSink) -> Optional[int]:
+    """How many points a sink holds (statistics' ``count``, or ``len``); None if it cannot say."""
+    count = getattr(sink, "count", None)
+    if isinstance(count, (int, np.integer)):
+        return int(count)
+    try:
+        return len(sink)  # type: ignore[arg-type]
+    except TypeError:
+        return None
 
 
 # -- a whole log directory ---------------------------------------------------------------------
@@ -413,11 +404,32 @@ def _name_from_relpath(relpath: str, prefix: str) -> str:
 class LogDir:
     """All runs under a directory, re-discovered on ``rescan()`` (new runs, new nested folders)."""
 
-    def __init__(self, path: str, sink_factory: SinkFactory, verify_payload: bool = False) -> None:
+    def __init__(
+        self,
+        path: str,
+        sink_factory: SinkFactory,
+        verify_payload: bool = False,
+        max_record_size: int = DEFAULT_MAX_RECORD_SIZE,
+        max_summary_bytes: int = DEFAULT_MAX_SUMMARY_BYTES,
+        read_summary_json: bool = True,
+    ) -> None:
         self.path = path
         self._sink_factory = sink_factory
         self._verify_payload = verify_payload
+        self._max_record_size = max_record_size
+        self._max_summary_bytes = max_summary_bytes
+        self._read_summary_json = read_summary_json
         self.runs: Dict[str, Run] = {}
+
+    def _new_run(self, layout: RunLayout) -> Run:
+        return Run(
+            layout,
+            self._sink_factory,
+            self._verify_payload,
+            read_summary_json=self._read_summary_json,
+            max_record_size=self._max_record_size,
+            max_summary_bytes=self._max_summary_bytes,
+        )
 
     def rescan(self) -> Tuple[List[Run], List[str]]:
         """Discover runs; returns (new runs, names of runs that are gone).
@@ -426,17 +438,25 @@ class LogDir:
         ``train/`` folder that was a run of its own until its ``validation/`` sibling appeared).
         A run merely missing from one listing (a network file system hiccup) is kept.
         """
-        layouts = discover_runs(self.path) if os.path.isdir(self.path) else []
+        unlisted: Unlisted = []
+        layouts = discover_runs(self.path, unlisted) if os.path.isdir(self.path) else []
+        layouts = self._with_unlisted(layouts, unlisted)
         seen: Set[str] = set()
         added = []
         for layout in layouts:
             seen.add(layout.name)
             run = self.runs.get(layout.name)
             if run is None:
-                run = self.runs[layout.name] = Run(layout, self._sink_factory, self._verify_payload)
+                run = self.runs[layout.name] = self._new_run(layout)
                 added.append(run)
             else:
                 run.update_layout(layout)
+        for run in self.runs.values():
+            run.set_unlisted(
+                {d: why for d, why in unlisted if _is_within(d, run.path) and d != run.path}
+                if run.layout.sources
+                else {d: why for d, why in unlisted if d == run.path}
+            )
         absorbed = {source.path for layout in layouts for source in layout.sources}
         gone = [
             name
@@ -447,13 +467,29 @@ class LogDir:
             del self.runs[name]
         return added, gone
 
+    def _with_unlisted(self, layouts: List[RunLayout], unlisted: Unlisted) -> List[RunLayout]:
+        """Add a data-less run for each unlisted directory that lies inside no run."""
+        extra = []
+        root = os.path.normpath(self.path)
+        for directory, _ in unlisted:
+            if any(_is_within(directory, layout.root) for layout in layouts):
+                continue
+            if any(_is_within(directory, layout.root) for layout in extra):
+                continue
+            extra.append(RunLayout(_run_name(directory, root), directory, ()))
+        return sorted(layouts + extra, key=lambda layout: layout.name)
+
     def poll(self) -> int:
         return sum(run.poll() for run in self.runs.values())
 
 
-def load_points(path: str, verify_payload: bool = False) -> Dict[str, Dict[str, SeriesPoints]]:
+def load_points(
+    path: str, verify_payload: bool = False, read_summary_json: bool = True
+) -> Dict[str, Dict[str, SeriesPoints]]:
     """Every point of every run under ``path``: ``{run: {series: SeriesPoints}}`` (tests, export)."""
-    logdir = LogDir(path, lambda name: SeriesPoints(), verify_payload)
+    logdir = LogDir(
+        path, lambda name: SeriesPoints(), verify_payload, read_summary_json=read_summary_json
+    )
     logdir.rescan()
     logdir.poll()
     return {name: dict(run.sinks) for name, run in logdir.runs.items()}  # type: ignore[misc]

@@ -11,8 +11,10 @@ Contract:
   with ``poll_interval``, with watchdog's polling observer (``stat`` of every file each interval;
   needed on NFS/CIFS/GPFS/Lustre, where inotify never sees writes made by another host; there
   is no ``closed`` signal then).  The directory may not exist yet: :meth:`Tail.ensure_watching`
-  (called periodically by the daemon) schedules the watch once it exists and drops it when the
-  directory disappears.  When the native observer cannot be used (inotify watch limit reached),
+  (called by the daemon every second while it is missing) schedules the watch once it exists
+  and drops it when the directory disappears.  Meanwhile the native observer also watches the
+  nearest existing parent (not recursively) and reports a directory change when something on
+  the way to the directory appears, so a LOGDIR created later is followed at once.  When the native observer cannot be used (inotify watch limit reached),
   the tail falls back to polling with a warning.
 * Events are hints, not data: every change means "read this file from its saved offset to the
   end", which the daemon does.  Watchdog coalesces and can miss events (files created in a
@@ -40,6 +42,8 @@ CREATED = "created"
 DELETED = "deleted"
 MOVED = "moved"
 CLOSED = "closed"  # the writer closed the file (inotify IN_CLOSE_WRITE); never with polling
+#: a write after a close within one drain (only the queue makes it): the writer reopened the file
+REOPENED = "reopened"
 
 _WANTED = frozenset({MODIFIED, CREATED, DELETED, MOVED, CLOSED})
 
@@ -58,7 +62,8 @@ class ChangeQueue:
 
     ``put`` never blocks on the consumer.  For one path, kinds are merged so that no
     information the daemon needs is lost: ``closed`` survives a later ``modified`` only if the
-    modification came first (a write after a close reopens the file).
+    modification came first; a write after a close replaces the ``closed`` by ``reopened``
+    (the writer closed and opened the file again: some writers do that at every flush).
     """
 
     def __init__(self) -> None:
@@ -75,6 +80,8 @@ class ChangeQueue:
             else:
                 if change.kind == MODIFIED and CLOSED in kinds:
                     kinds.remove(CLOSED)
+                    if REOPENED not in kinds:
+                        kinds.append(REOPENED)
                 if change.kind not in kinds:
                     kinds.append(change.kind)
             self._wakeup.set()
@@ -103,6 +110,28 @@ class ChangeQueue:
 
 def _text(path: Any) -> str:
     return os.fsdecode(path) if isinstance(path, bytes) else str(path)
+
+
+def _on_the_way(path: str, target: str) -> bool:
+    """Whether ``path`` is ``target`` or one of its ancestors."""
+    path = os.path.normpath(path)
+    return target == path or target.startswith(path.rstrip(os.sep) + os.sep)
+
+
+def _make_parent_handler(changes: ChangeQueue, target: str) -> Any:
+    """Handler of the watch on an existing parent of a missing ``target``: reports (as a
+    directory change) only what is on the way to ``target``."""
+    from watchdog.events import FileSystemEventHandler
+
+    class _ParentHandler(FileSystemEventHandler):  # type: ignore[misc]
+        def dispatch(self, event: Any) -> None:
+            if getattr(event, "event_type", "") not in (CREATED, MOVED):
+                return
+            path = _text(getattr(event, "dest_path", "") or event.src_path)
+            if _on_the_way(path, target):
+                changes.put(Change(path, CREATED, True))
+
+    return _ParentHandler()
 
 
 def _make_handler(changes: ChangeQueue) -> Any:
@@ -144,6 +173,7 @@ class Tail:
         self._observer: Any = None
         self._watch: Any = None
         self._handler: Any = None
+        self._parent_watch: Any = None  # (watch, directory) on a parent while path is missing
         self._lock = threading.Lock()
         self._fallback_note = ""
 
@@ -200,8 +230,11 @@ class Tail:
             if self._watch is not None and not exists:
                 logger.info("%s disappeared; waiting for it to come back", self.path)
                 self._unschedule()
+            if not exists:
+                self._watch_parent()
                 return False
-            if self._watch is None and exists:
+            self._unwatch_parent()
+            if self._watch is None:
                 try:
                     self._watch = self._observer.schedule(self._handler, self.path, recursive=True)
                 except OSError as error:
@@ -213,6 +246,37 @@ class Tail:
                         return False
                 logger.info("following %s (%s)", self.path, self.describe())
             return self._watch is not None
+
+    def _watch_parent(self) -> None:
+        """Native observer only: watch the nearest existing parent of the missing path
+        (caller holds the lock).  Best effort: a failure leaves the daemon's periodic check."""
+        if self.poll_interval is not None or self._observer is None:
+            return
+        parent = os.path.dirname(self.path)
+        while parent and not os.path.isdir(parent):
+            up = os.path.dirname(parent)
+            if up == parent:
+                return
+            parent = up
+        if self._parent_watch is not None and self._parent_watch[1] == parent:
+            return
+        self._unwatch_parent()
+        try:
+            handler = _make_parent_handler(self.changes, self.path)
+            watch = self._observer.schedule(handler, parent, recursive=False)
+        except Exception as error:
+            logger.debug("cannot watch %s for %s to appear: %s", parent, self.path, error)
+            return
+        self._parent_watch = (watch, parent)
+
+    def _unwatch_parent(self) -> None:
+        parent, self._parent_watch = self._parent_watch, None
+        if parent is None or self._observer is None:
+            return
+        try:
+            self._observer.unschedule(parent[0])
+        except Exception as error:  # the parent is gone too: nothing to undo
+            logger.debug("unschedule %s: %s", parent[1], error)
 
     def _fall_back_to_polling(self, error: OSError) -> None:
         """inotify watch/instance limit reached: poll instead (caller holds the lock)."""
@@ -249,6 +313,7 @@ class Tail:
     def _stop_observer(self, timeout: float) -> bool:
         observer, self._observer = self._observer, None
         self._watch = None
+        self._parent_watch = None
         if observer is None:
             return True
         try:

@@ -1,6 +1,6 @@
 """Several runs side by side: key metrics (final, best, trend) and each check's status.
 
-Pure rendering over :class:`~tblive.doors.posthoc.RunResult`; the CLI prints it.
+Pure rendering over :class:`~tblive.run.RunRecord`; the CLI prints it.
 """
 
 from __future__ import annotations
@@ -8,11 +8,13 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from tblive.doors.posthoc import RunResult
 from tblive.judge.findings import STATUS_EMOJI, Status
-from tblive.judge.metrics import MetricRef
-from tblive.render.report import json_safe, paint
-from tblive.series.stats import MetricStats, format_number
+from tblive.judge.roles import MetricRef
+from tblive.render.output import display_width, distinct_names, format_count, pad
+from tblive.render.report import paint
+from tblive.run import RunRecord as RunResult
+from tblive.series.stats import MetricStats
+from tblive.textfmt import format_number, json_safe
 
 #: (label, role name, higher is better) of the metrics compared, in display order
 KEY_ROLES: Tuple[Tuple[str, str, Optional[bool]], ...] = (
@@ -25,7 +27,8 @@ KEY_ROLES: Tuple[Tuple[str, str, Optional[bool]], ...] = (
 )
 
 
-def _key_metric(result: RunResult, role: str) -> Optional[MetricRef]:
+def key_metric(result: RunResult, role: str) -> Optional[MetricRef]:
+    """The first tag ``result`` has in ``role`` (``main_reward`` falls back to ``reward``)."""
     refs: List[MetricRef] = list(getattr(result.roles, role, []) or [])
     if role == "main_reward" and not refs:
         refs = list(result.roles.reward)
@@ -48,12 +51,17 @@ def _figures(stats: MetricStats, higher_is_better: Optional[bool]) -> Dict[str, 
 
 
 def compare_to_dict(results: Sequence[RunResult]) -> Dict[str, Any]:
-    """JSON-ready comparison: per run its status, key metrics and per-check statuses."""
+    """JSON-ready comparison: per run its status, key metrics and per-check statuses.
+
+    Run names are made distinct (:func:`~tblive.render.output.distinct_names`): runs that share
+    a name (``logs`` in every seed folder) are named by the shortest path suffix that differs.
+    """
+    names = distinct_names([r.name for r in results], [r.run.path for r in results])
     runs = []
-    for result in results:
+    for name, result in zip(names, results):
         metrics = {}
         for label, role, better in KEY_ROLES:
-            ref = _key_metric(result, role)
+            ref = key_metric(result, role)
             if ref is None or ref.tag not in result.stats:
                 continue
             metrics[label] = dict(_figures(result.stats[ref.tag], better), tag=ref.tag)
@@ -64,7 +72,7 @@ def compare_to_dict(results: Sequence[RunResult]) -> Dict[str, Any]:
                 checks[finding.check] = finding.status.name
         runs.append(
             {
-                "name": result.name,
+                "name": name,
                 "path": result.run.path,
                 "status": result.verdict.status.name,
                 "total_steps": result.verdict.total_steps,
@@ -92,7 +100,7 @@ def compare_table(results: Sequence[RunResult], colour: bool = False) -> str:
     rows.append(
         ("status", ["%s %s" % (STATUS_EMOJI[Status[r["status"]]], r["status"]) for r in runs])
     )
-    rows.append(("steps", [str(r["total_steps"]) for r in runs]))
+    rows.append(("steps", [format_count(r["total_steps"]) for r in runs]))
     for label, _, better in KEY_ROLES:
         if not any(label in r["metrics"] for r in runs):
             continue
@@ -107,19 +115,22 @@ def compare_table(results: Sequence[RunResult], colour: bool = False) -> str:
     checks = sorted({check for r in runs for check in r["checks"]})
     for check in checks:
         rows.append(("check: " + check, [r["checks"].get(check, "-") for r in runs]))
-    first_width = max(len(title) for title, _ in rows)
-    widths = [max(len(name), *(len(cells[i]) for _, cells in rows)) for i, name in enumerate(names)]
+    first_width = max(display_width(title) for title, _ in rows)
+    widths = [
+        max(display_width(name), *(display_width(cells[i]) for _, cells in rows))
+        for i, name in enumerate(names)
+    ]
     lines = ["COMPARISON OF %d RUNS" % len(runs), "=" * 80]
     lines.append(
-        "  ".join([" " * first_width] + [n.ljust(w) for n, w in zip(names, widths)]).rstrip()
+        "  ".join([" " * first_width] + [pad(n, w) for n, w in zip(names, widths)]).rstrip()
     )
     for title, cells in rows:
         rendered = []
         for cell, width in zip(cells, widths):
-            text = cell.ljust(width)
+            text = pad(cell, width)
             status = cell.split()[-1] if cell.split() else ""
             if status in Status.__members__:
                 text = paint(text, Status[status], colour)
             rendered.append(text)
-        lines.append("  ".join([title.ljust(first_width)] + rendered).rstrip())
+        lines.append("  ".join([pad(title, first_width)] + rendered).rstrip())
     return "\n".join(lines)

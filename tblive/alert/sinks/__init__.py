@@ -2,10 +2,13 @@
 
 Contract of a sink (:class:`Sink`): a ``name`` (used in logs and counters) and
 ``send(alert)`` which delivers one :class:`~tblive.alert.tracker.Alert` or raises. Sinks never
-retry on their own beyond what their transport does (Slack's HTTP retry handlers); the
-:class:`~tblive.alert.sinks.dispatch.AlertDispatcher` runs each sink on its own worker thread,
-retries failed sends a bounded number of times, logs and counts failures, and never lets
-an exception escape. A sink may have ``close()``; the dispatcher calls it on shutdown.
+retry on their own (one retry layer: the dispatcher's). An exception with a true
+``permanent`` attribute (:class:`PermanentDeliveryError`) is not retried; one with a
+``retry_after`` (seconds) sets the next attempt's delay. Optional attributes: ``durable``
+(default True: undelivered alerts are kept in the outbox of the state file; the console sets
+False), ``wants(alert)`` (False: the alert is not queued for this sink), ``close()`` (called
+on shutdown). The :class:`~tblive.alert.sinks.dispatch.AlertDispatcher` runs each sink on its
+own worker thread, logs and counts failures, and never lets an exception escape.
 
 Secrets (Slack webhook URL, bot token) must never reach a log line or an exception message
 that may be logged: use :func:`redact` / :class:`RedactingFilter`.
@@ -19,7 +22,8 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import TYPE_CHECKING, Any, Iterable, List
+from typing import TYPE_CHECKING, Any, Iterable, List, Optional
+from urllib.parse import quote
 
 if TYPE_CHECKING:  # pragma: no cover
     from tblive.alert.tracker import Alert
@@ -32,6 +36,23 @@ except ImportError:  # pragma: no cover
 REDACTED = "<redacted>"
 
 
+class DeliveryError(RuntimeError):
+    """A sink could not deliver; ``permanent``: retrying cannot help; ``retry_after``: seconds
+    to wait before the next attempt (a rate limit), or None."""
+
+    permanent = False
+
+    def __init__(self, message: str, retry_after: Optional[float] = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Delivery failed for a reason retries cannot fix (bad token, unknown channel, ...)."""
+
+    permanent = True
+
+
 @runtime_checkable
 class Sink(Protocol):
     """Something that delivers alerts; ``send`` may raise, the dispatcher catches."""
@@ -42,27 +63,49 @@ class Sink(Protocol):
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every non-empty secret (and its path part, for URLs) replaced."""
+    """``text`` with every non-empty secret (and the variants :func:`secret_variants` adds
+    when the secrets came from it) replaced by ``<redacted>``."""
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
         text = text.replace(secret, REDACTED)
     return text
 
 
-def secret_variants(secret: str) -> List[str]:
-    """The secret plus the pieces of it that tend to show up in logs on their own.
+#: pieces of a secret shorter than this are not redacted on their own (they would blank out
+#: ordinary words); a whitespace-split secret leaves such pieces only around its whitespace
+_MIN_PIECE = 6
 
-    For a URL (webhook) that is the path after the host (``/services/T/B/XYZ``), which
-    urllib and http.client may print without scheme and host.
+
+def secret_variants(secret: str) -> List[str]:
+    """The secret plus the forms of it that tend to show up in logs on their own.
+
+    For a URL (webhook): the path after the host (``/services/T/B/XYZ``), which urllib and
+    http.client may print without scheme and host. For every secret: its percent-encoded and
+    ``repr``-escaped forms, the secret with its whitespace removed, and each whitespace-separated
+    piece (a tab or newline pasted into a secret splits it wherever it is printed).
     """
     if not secret:
         return []
-    variants = [secret]
+    forms = [secret]
     if "://" in secret:
         after_scheme = secret.split("://", 1)[1]
         if "/" in after_scheme:
             path = "/" + after_scheme.split("/", 1)[1]
             if len(path) > 1:
-                variants.append(path)
+                forms.append(path)
+    variants: List[str] = []
+    for form in forms:
+        candidates = [
+            form,
+            quote(form, safe="/:"),
+            quote(form, safe=""),
+            form.encode("unicode_escape").decode("ascii", "replace"),
+            repr(form)[1:-1],
+            "".join(form.split()),
+        ]
+        candidates.extend(piece for piece in form.split() if len(piece) >= _MIN_PIECE)
+        for candidate in candidates:
+            if candidate and candidate not in variants:
+                variants.append(candidate)
     return variants
 
 
@@ -116,4 +159,13 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = ["REDACTED", "RedactingFilter", "Sink", "redact", "secret_variants", *_LAZY]
+__all__ = [
+    "REDACTED",
+    "DeliveryError",
+    "PermanentDeliveryError",
+    "RedactingFilter",
+    "Sink",
+    "redact",
+    "secret_variants",
+    *_LAZY,
+]

@@ -21,6 +21,7 @@ class ConsoleSink:
 
     def __init__(self, logger: Optional[logging.Logger] = None, name: str = "console") -> None:
         self.name = name
+        self.durable = False  # a log line cannot be "pending": nothing to keep in the outbox
         self.logger = logger if logger is not None else logging.getLogger("tblive.alert.tracker")
 
     def send(self, alert: Alert) -> None:

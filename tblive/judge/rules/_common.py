@@ -11,11 +11,20 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from tblive.judge.config import Config
 from tblive.judge.findings import Finding, Status
-from tblive.judge.metrics import Config, MetricRef, Roles
-from tblive.series.stats import MetricStats, format_number
+from tblive.judge.roles import MetricRef, Roles
+from tblive.judge.rules._progress import (
+    RunClock,
+)
+from tblive.series.stats import MetricStats
+from tblive.textfmt import finite, fmt, format_number, pct  # noqa: F401 (re-exported to rules)
 
 View = Mapping[str, MetricStats]
+
+#: With the planned length known, grace also lasts until the run has this many points (too few
+#: to tell a trend from noise, whatever share of the run they cover).
+MIN_SAMPLE = 10
 
 
 @dataclass
@@ -27,48 +36,42 @@ class Judgement:
     details: Dict[str, Any] = field(default_factory=dict)
 
 
-def fmt(value: Optional[float]) -> str:
-    if value is None:
-        return "n/a"
-    return format_number(float(value))
-
-
-def pct(value: float) -> str:
-    if not math.isfinite(value):
-        return "%s%%" % value
-    if abs(value) >= 100:
-        return "%+.0fx" % (value + 1.0) if value > 0 else "%+.0f%%" % (100 * value)
-    return "%+.0f%%" % (100.0 * value)
-
-
-def finite(value: Any) -> Optional[float]:
-    """``value`` as a JSON-safe float, None when missing or not finite."""
-    if value is None:
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
 def usable(stats: Optional[MetricStats], minimum: int = 1) -> bool:
     return stats is not None and stats.finite_count >= minimum
 
 
-def in_grace(stats: MetricStats, config: Config) -> bool:
-    """True while the metric is too young for slow checks to go CRITICAL (see ``Grace``)."""
+def in_grace(stats: MetricStats, config: Config, clock: Optional[RunClock] = None) -> bool:
+    """True while the run is too young for slow checks to go CRITICAL (see ``Grace``).
+
+    With a :class:`RunClock` grace follows the run: it ends when the run's densest metric has
+    ``grace.min_points`` points, or at ``grace.fraction`` of the planned length when known, so a
+    sparse metric (an evaluation every few thousand steps) is not young forever. Without one
+    the metric's own points and steps decide (the behaviour before run clocks).
+    """
     grace = config.grace
-    if stats.finite_count < grace.min_points:
-        return True
     last = stats.last_step
-    if last is None:
+    if last is None or stats.finite_count == 0:
+        return True
+    if clock is not None:
+        if grace.min_steps and clock.last_step < grace.min_steps:
+            return True
+        if clock.planned > 0:  # the planned share, and a minimum sample to judge at all
+            return clock.last_step < grace.fraction * clock.planned or clock.points < MIN_SAMPLE
+        return clock.points < grace.min_points
+    if stats.finite_count < grace.min_points:
         return True
     if grace.min_steps and last < grace.min_steps:
         return True
     if grace.expected_steps and last < grace.fraction * grace.expected_steps:
         return True
     return False
+
+
+def grace_text(config: Config, clock: Optional[RunClock]) -> str:
+    """What the grace period is, for messages: "25 points" or "10% of the planned 1000000"."""
+    if clock is not None and clock.planned > 0:
+        return "%.0f%% of the planned %d steps" % (100 * config.grace.fraction, clock.planned)
+    return "%d points" % config.grace.min_points
 
 
 def relative_change(head: float, tail: float) -> float:
@@ -228,64 +231,7 @@ def _flip(label: str) -> str:
     return {"increasing": "decreasing", "decreasing": "increasing"}.get(label, label)
 
 
-# ------------------------------------------------------------------ learning progress
-
-
-@dataclass
-class Progress:
-    """Is the run learning anything? ``evidence`` names what improves, ``checked`` what was looked at."""
-
-    improving: bool
-    evidence: List[str]
-    checked: List[str]
-
-    def describe(self) -> str:
-        if self.improving:
-            return "; ".join(self.evidence)
-        if not self.checked:
-            return "no reward or success metric logged"
-        return "no improvement in %s" % ", ".join(self.checked[:4]) + (
-            " (+%d more)" % (len(self.checked) - 4) if len(self.checked) > 4 else ""
-        )
-
-
-def learning_progress(view: View, roles: Roles, config: Config) -> Progress:
-    """Evidence that the run learns: main reward or success rising, or a live component rising."""
-    evidence: List[str] = []
-    checked: List[str] = []
-    reward_min = config.threshold("reward", "min_change")
-    for ref in roles.main_reward:
-        stats = view.get(ref.tag)
-        if not usable(stats, 4):
-            continue
-        checked.append(ref.tag)
-        if improving(stats, reward_min):
-            evidence.append(_rise_text(ref.tag, stats))
-    for ref in roles.success:
-        stats = view.get(ref.tag)
-        if not usable(stats, 2):
-            continue
-        checked.append(ref.tag)
-        scale = success_scale(stats)
-        zero = config.threshold("success", "zero")
-        if stats.max / scale > zero and (
-            improving(stats, reward_min)
-            or stats.recent.mean / scale >= config.threshold("success", "low")
-        ):
-            evidence.append("%s reaches %s" % (ref.tag, fmt(stats.recent.mean)))
-    component_min = config.threshold("reward_component", "min_change")
-    for ref in roles.reward_component:
-        stats = view.get(ref.tag)
-        if not usable(stats, 4) or component_dead(ref, view, roles, config):
-            continue
-        checked.append(ref.tag)
-        if improving(stats, component_min):
-            evidence.append(_rise_text(ref.tag, stats))
-    return Progress(bool(evidence), evidence, checked)
-
-
-def _rise_text(tag: str, stats: MetricStats) -> str:
-    return "%s %s -> %s" % (tag, fmt(stats.head_value()), fmt(stats.tail_value()))
+# ------------------------------------------------------------------ reward helpers
 
 
 def success_scale(stats: MetricStats) -> float:
@@ -323,61 +269,6 @@ def component_dead(ref: MetricRef, view: View, roles: Roles, config: Config) -> 
     return largest <= limit
 
 
-# ------------------------------------------------------------------ failure evidence
-
-
-@dataclass
-class Evidence:
-    """Independent signs that a run has failed, and how long they need to persist.
-
-    Early in a healthy run the reward is flat and success is zero for a while, and some trainers
-    (MAPush MAPPO) raise their entropy from the start; any one of these alone is what a healthy
-    run looks like early on. The slow checks therefore go CRITICAL only when nothing improves and
-    the signs have persisted for ``points_needed`` points: the grace period (``min_points``) when
-    three or more independent signs agree, twice it for two, three times it for one.
-
-    Signs: a success metric that never left 0; entropy rising; the main reward falling; a reward
-    component that is computed but negligible (dead; a component that is exactly 0 throughout is
-    a sparse reward not reached yet, which is what every run starts with). While no reward
-    and no reward component has ever been non-zero (a sparse task before its first reward),
-    every window is twice as long.
-    """
-
-    signs: List[str]
-    progress: Progress
-    #: no reward or reward component has ever been non-zero: a sparse task before its first
-    #: reward, which has told nothing yet, so every window is twice as long
-    no_reward_yet: bool = False
-
-    @property
-    def count(self) -> int:
-        return len(self.signs)
-
-    def _factor(self) -> int:
-        factor = 1 if self.count >= 3 else (2 if self.count == 2 else 3)
-        return factor * 2 if self.no_reward_yet else factor
-
-    def points_needed(self, config: Config) -> int:
-        return self._factor() * config.grace.min_points
-
-    def share_needed(self, config: Config) -> float:
-        """With a known planned length: the share of it the signs must last (1x, 2x, 3x the
-        grace fraction), since a long run's healthy flat start is longer in points."""
-        return min(self._factor() * config.grace.fraction, 0.9)
-
-    def enough(self, stats: MetricStats, config: Config) -> bool:
-        """Past grace, nothing improves, and the signs have lasted long enough on ``stats``."""
-        if self.progress.improving or self.count == 0 or in_grace(stats, config):
-            return False
-        planned = config.grace.expected_steps
-        if planned and stats.last_step is not None:  # the run's length is known: use it
-            return stats.last_step >= self.share_needed(config) * planned
-        return stats.finite_count >= self.points_needed(config)
-
-    def describe(self) -> str:
-        return "%d sign%s: %s" % (self.count, "" if self.count == 1 else "s", "; ".join(self.signs))
-
-
 def success_stuck_at_zero(stats: MetricStats, config: Config) -> bool:
     return stats.finite_count >= 2 and stats.max / success_scale(stats) <= config.threshold(
         "success", "zero"
@@ -392,51 +283,6 @@ def reward_falls(stats: MetricStats, min_change: float) -> bool:
         return False
     spread = stats.recent.std if math.isfinite(stats.recent.std) else 0.0
     return stats.head_value() - stats.tail_value() > 2.0 * spread
-
-
-def failure_evidence(view: View, roles: Roles, config: Config) -> Evidence:
-    """Collect the run's independent failure signs (see :class:`Evidence`)."""
-    signs: List[str] = []
-    zero_success = [
-        ref.tag
-        for ref in roles.success
-        if usable(view.get(ref.tag), 2) and success_stuck_at_zero(view[ref.tag], config)
-    ]
-    if zero_success and len(zero_success) == len(
-        [ref for ref in roles.success if usable(view.get(ref.tag), 2)]
-    ):
-        signs.append("%s never left 0" % zero_success[0])
-    rise = config.threshold("entropy", "rise")
-    rising = [
-        ref.tag
-        for ref in roles.entropy
-        if usable(view.get(ref.tag), 4) and improving(view[ref.tag], rise, ref.sign)
-    ]
-    if rising:
-        signs.append("%s rises" % rising[0])
-    min_change = config.threshold("reward", "min_change")
-    falling = [
-        ref.tag
-        for ref in roles.main_reward
-        if usable(view.get(ref.tag), 4) and reward_falls(view[ref.tag], min_change)
-    ]
-    if falling:
-        signs.append("%s falls" % falling[0])
-    dead = [
-        ref.tag
-        for ref in roles.reward_component
-        if component_dead(ref, view, roles, config)
-        and view[ref.tag].zero_count < view[ref.tag].finite_count
-    ]
-    if dead:
-        signs.append("%s is negligible (dead)" % dead[0])
-    rewards = [
-        view[ref.tag]
-        for ref in list(roles.reward) + list(roles.reward_component)
-        if usable(view.get(ref.tag))
-    ]
-    no_reward_yet = bool(rewards) and all(s.min == 0.0 and s.max == 0.0 for s in rewards)
-    return Evidence(signs, learning_progress(view, roles, config), no_reward_yet)
 
 
 # ------------------------------------------------------------------ per-agent summaries
@@ -492,3 +338,29 @@ def summarise_agents(check: str, key: str, items: List[Tuple[MetricRef, Judgemen
         names = ", ".join(flagged[:6]) + (" ..." if len(flagged) > 6 else "")
         message = "%d of %d agents (%s): %s" % (len(flagged), total, names, worst.message)
     return Finding(check, worst_status, message, details, key)
+
+
+# ------------------------------------------------------------------ non-zero samples
+
+
+def nonzero_growth(stats: MetricStats, share: float = 0.1) -> Tuple[float, float, float]:
+    """(early, current, factor) of ``|value|`` on the metric's non-zero samples.
+
+    Blow-ups hide behind zeros: a gradient norm or loss that is exactly 0 on most updates (agents
+    updated in turns, skipped steps) has a mean and median near 0 whatever its other updates do.
+    ``early`` is the median over the first ``share`` of the history of each bucket's largest
+    |value| (buckets with a non-zero sample only); ``current`` the median |value| of the recent
+    non-zero samples; ``factor`` = current / early (inf when early is 0; 1 with no data).
+    """
+    hist = stats.history()
+    peaks = np.maximum(np.abs(hist.mins), np.abs(hist.maxs))
+    peaks = peaks[np.isfinite(peaks) & (peaks > 0)]
+    recent = np.abs(np.asarray(stats.recent_values(), dtype=np.float64))
+    recent = recent[np.isfinite(recent) & (recent > 0)]
+    if peaks.size == 0 or recent.size == 0:
+        return math.nan, math.nan, 1.0
+    head = peaks[: max(1, int(math.ceil(share * peaks.size)))]
+    early = float(np.median(head))
+    current = float(np.median(recent[-max(3, recent.size // 4) :]))
+    factor = current / early if early > 0 else math.inf
+    return early, current, factor

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from typing import List, Optional
 
+from tblive.judge.config import Config
+from tblive.judge.context import RunContext
 from tblive.judge.findings import Finding, Status
-from tblive.judge.metrics import Config, MetricRef, Roles
+from tblive.judge.roles import MetricRef, Roles
 from tblive.judge.rules._common import (
     Judgement,
     View,
     early_level,
-    failure_evidence,
     fmt,
     improving,
     in_grace,
@@ -29,25 +30,29 @@ from tblive.judge.rules._common import (
     pct,
     trend_details,
 )
+from tblive.judge.rules._evidence import failure_evidence
 from tblive.series.stats import MetricStats
 
 KEY = "entropy"
 NAME = "Entropy"
 
 
-def check(view: View, roles: Roles, config: Config) -> List[Finding]:
+def check(
+    view: View, roles: Roles, config: Config, context: Optional[RunContext] = None
+) -> List[Finding]:
     if not roles.entropy:
         return []
     rise = config.threshold(KEY, "rise")
     collapse = config.threshold(KEY, "collapse")
-    evidence = failure_evidence(view, roles, config)
+    evidence = failure_evidence(view, roles, config, context)
     progress = evidence.progress
+    clock = evidence.clock
 
     def judge(ref: MetricRef, stats: MetricStats) -> Optional[Judgement]:
         if stats.finite_count == 0:
             return None
         details = trend_details(stats, ref.sign)
-        grace = in_grace(stats, config)
+        grace = in_grace(stats, config, clock)
         what = {"std": "action std", "entropy_loss": "entropy (from -entropy_loss)"}.get(
             ref.kind, "entropy"
         )
@@ -59,6 +64,7 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
                 "in_grace": grace,
                 "grace_points": config.grace.min_points,
                 "learning": progress.improving,
+                "holding": progress.holding,
                 "evidence": progress.evidence,
                 "failure_signs": evidence.signs,
                 "points_needed": evidence.points_needed(config),
@@ -76,7 +82,7 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
                 and now >= 0
                 and now <= collapse * early
                 and stats.finite_count >= 8
-                and not progress.improving
+                and not progress.holds
             ):
                 details.update({"early_level": early, "collapse_threshold": collapse})
                 return Judgement(
@@ -116,12 +122,20 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
                 % (base, progress.describe()),
                 details,
             )
+        if progress.holding:
+            return Judgement(
+                Status.WARNING,
+                "%s; the run is not improving now but keeps its gains (%s). Not a failure while "
+                "that lasts; lower the entropy coefficient or bound the log-std if it drifts."
+                % (base, progress.describe()),
+                details,
+            )
         if not evidence.enough(stats, config):
             return Judgement(
                 Status.WARNING,
                 "%s and nothing improves yet (%s); early in a run that can be normal. CRITICAL "
-                "if it lasts %d points (%s). Watch it."
-                % (base, progress.describe(), evidence.points_needed(config), evidence.describe()),
+                "if it lasts %s (%s). Watch it."
+                % (base, progress.describe(), evidence.window(config), evidence.describe()),
                 details,
             )
         return Judgement(

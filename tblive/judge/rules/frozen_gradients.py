@@ -9,18 +9,24 @@ from __future__ import annotations
 
 from typing import List, Optional
 
+from tblive.judge.config import Config
+from tblive.judge.context import RunContext
 from tblive.judge.findings import Finding, Status
-from tblive.judge.metrics import Config, MetricRef, Roles
+from tblive.judge.roles import MetricRef, Roles
 from tblive.judge.rules._common import Judgement, View, in_grace, judge_all, zero_share
+from tblive.judge.rules._progress import run_clock
 from tblive.series.stats import MetricStats
 
 KEY = "frozen_gradients"
 NAME = "Frozen Gradients"
 
 
-def check(view: View, roles: Roles, config: Config) -> List[Finding]:
+def check(
+    view: View, roles: Roles, config: Config, context: Optional[RunContext] = None
+) -> List[Finding]:
     if not roles.grad_norm:
         return []
+    clock = run_clock(view, roles, config, context)
     warn = config.threshold(KEY, "zero_share_warning")
     crit = config.threshold(KEY, "zero_share_critical")
     advice = (
@@ -45,7 +51,7 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
             stats.count,
             100 * share,
         )
-        if share >= crit and not in_grace(stats, config):
+        if share >= crit and not in_grace(stats, config, clock):
             return Judgement(
                 Status.CRITICAL,
                 "%s, threshold %.0f%%): this network is not being trained. %s"

@@ -18,30 +18,41 @@ from typing import List, Optional
 
 import numpy as np
 
+from tblive.judge.config import Config
+from tblive.judge.context import RunContext
 from tblive.judge.findings import Finding, Status
-from tblive.judge.metrics import Config, MetricRef, Roles
+from tblive.judge.roles import MetricRef, Roles
 from tblive.judge.rules._common import (
     Judgement,
     View,
     current_level,
+    finite,
     fmt,
     in_grace,
     judge_all,
     levels,
+    nonzero_growth,
     spike_factor,
     spike_judgement,
     trend_details,
     zero_share,
 )
+from tblive.judge.rules._progress import run_clock
 from tblive.series.stats import MetricStats
+
+#: Share of exactly-zero updates from which growth is judged on the non-zero updates only.
+NONZERO_JUDGED = 0.2
 
 KEY = "grad_norm"
 NAME = "Gradient Norms"
 
 
-def check(view: View, roles: Roles, config: Config) -> List[Finding]:
+def check(
+    view: View, roles: Roles, config: Config, context: Optional[RunContext] = None
+) -> List[Finding]:
     if not roles.grad_norm:
         return []
+    clock = run_clock(view, roles, config, context)
     warn = config.threshold(KEY, "explode_warning")
     crit = config.threshold(KEY, "explode_critical")
     blowup = config.threshold(KEY, "blowup")
@@ -60,20 +71,55 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
         if stats.finite_count == 0:
             return None
         details = trend_details(stats)
-        if zero_share(stats) >= frozen:
-            details["zero_share"] = zero_share(stats)
-            return Judgement(
-                Status.OK,
-                "%s is exactly 0 on most updates; see Frozen Gradients." % ref.tag,
-                details,
+        zeros = zero_share(stats)
+        grace = in_grace(stats, config, clock)
+        if zeros >= NONZERO_JUDGED:
+            # blow-ups hide behind zeros: judge the growth of the non-zero updates
+            early, current, _ = nonzero_growth(stats)
+            factor = current / max(early, floor, 1e-12) if early == early else 1.0
+            details.update(
+                {
+                    "zero_share": zeros,
+                    "nonzero_early": finite(early),
+                    "nonzero_current": finite(current),
+                    "nonzero_factor": finite(factor),
+                    "in_grace": grace,
+                }
             )
+            text = (
+                "%s (%s) grows %s -> %s (x%s) on its non-zero updates (%.0f%% of its updates "
+                "are exactly 0 and hide it from averages"
+                % (ref.tag, ref.kind, fmt(early), fmt(current), fmt(factor), 100 * zeros)
+            )
+            if stats.finite_count >= 5 and factor >= blowup:
+                return Judgement(
+                    Status.CRITICAL,
+                    "%s; threshold x%s): exploding gradients. %s" % (text, fmt(blowup), advice_up),
+                    details,
+                )
+            if factor >= crit and not grace:
+                return Judgement(
+                    Status.CRITICAL,
+                    "%s; threshold x%s): exploding gradients. %s" % (text, fmt(crit), advice_up),
+                    details,
+                )
+            if factor >= warn:
+                return Judgement(
+                    Status.WARNING, "%s; threshold x%s). %s" % (text, fmt(warn), advice_up), details
+                )
+            if zeros >= frozen:
+                return Judgement(
+                    Status.OK,
+                    "%s is exactly 0 on most updates (see Frozen Gradients); its non-zero updates "
+                    "stay in range (%s -> %s)." % (ref.tag, fmt(early), fmt(current)),
+                    details,
+                )
         head = abs(stats.head_value())
         tail = max(abs(stats.tail_value()), abs(current_level(stats)))
         factor = tail / max(head, floor, 1e-12)
         trend = stats.trend("all")
         rising = trend.significant and trend.change > 0
         spikes = spike_factor(stats)
-        grace = in_grace(stats, config)
         details.update(
             {
                 "factor": factor,

@@ -5,10 +5,12 @@ Names the metric, how many values, and the first step with one.
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
+from tblive.judge.config import Config
+from tblive.judge.context import RunContext
 from tblive.judge.findings import Finding, Status
-from tblive.judge.metrics import Config, MetricRef, Roles, matches, split_agent
+from tblive.judge.roles import MetricRef, Roles, matches, split_agent
 from tblive.judge.rules._common import Judgement, View, fmt, judge_all
 from tblive.series.stats import MetricStats
 
@@ -16,7 +18,9 @@ KEY = "nonfinite"
 NAME = "Non-finite Values"
 
 
-def check(view: View, roles: Roles, config: Config) -> List[Finding]:
+def check(
+    view: View, roles: Roles, config: Config, context: Optional[RunContext] = None
+) -> List[Finding]:
     if not any(stats.count for stats in view.values()):
         return []  # nothing logged yet: nothing to say
     bad = []

@@ -13,8 +13,10 @@ from typing import List, Optional
 
 import numpy as np
 
+from tblive.judge.config import Config
+from tblive.judge.context import RunContext
 from tblive.judge.findings import Finding, Status
-from tblive.judge.metrics import Config, Roles
+from tblive.judge.roles import Roles
 from tblive.judge.rules._common import View, fmt, pct, smoothed_levels, usable
 
 KEY = "overfitting"
@@ -28,7 +30,9 @@ def pair_key(tag: str) -> str:
     return _VAL.sub("{split}", _TRAIN.sub("{split}", tag.lower()))
 
 
-def check(view: View, roles: Roles, config: Config) -> List[Finding]:
+def check(
+    view: View, roles: Roles, config: Config, context: Optional[RunContext] = None
+) -> List[Finding]:
     rise = config.threshold(KEY, "val_rise")
     trains = {pair_key(r.tag): r.tag for r in roles.train_loss}
     findings: List[Finding] = []

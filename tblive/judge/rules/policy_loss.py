@@ -7,23 +7,47 @@
 
 from __future__ import annotations
 
+import math
 from typing import List, Optional
 
+from tblive.judge.config import Config
+from tblive.judge.context import RunContext
 from tblive.judge.findings import Finding, Status
-from tblive.judge.metrics import Config, MetricRef, Roles
-from tblive.judge.rules._common import Judgement, View, fmt, in_grace, judge_all, zero_share
+from tblive.judge.roles import MetricRef, Roles
+from tblive.judge.rules._common import (
+    Judgement,
+    View,
+    finite,
+    fmt,
+    in_grace,
+    judge_all,
+    nonzero_growth,
+    return_scale_growth,
+    zero_share,
+)
+from tblive.judge.rules._progress import run_clock
 from tblive.series.stats import MetricStats
+
+#: |policy loss| at or above this is a blow-up whatever its history (a PPO surrogate is
+#: bounded by the advantages times the clip range).
+BLOWUP_ABS = 1e6
+#: The smallest early |policy loss| growth is measured from.
+BLOWUP_FLOOR = 0.01
 
 KEY = "policy_loss"
 NAME = "Policy Loss"
 
 
-def check(view: View, roles: Roles, config: Config) -> List[Finding]:
+def check(
+    view: View, roles: Roles, config: Config, context: Optional[RunContext] = None
+) -> List[Finding]:
     if not roles.policy_loss:
         return []
+    clock = run_clock(view, roles, config, context)
     warn = config.threshold(KEY, "zero_share_warning")
     crit = config.threshold(KEY, "zero_share_critical")
     vanish = config.threshold(KEY, "vanish_abs")
+    blowup = config.threshold("grad_norm", "blowup")
     advice = (
         "Check that advantages are not all zero (normalisation of a constant), the policy "
         "output is not saturated, and the loss is connected to the parameters."
@@ -44,7 +68,47 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
             "zero_share_critical": crit,
             "vanish_abs": vanish,
         }
-        if share >= crit and not in_grace(stats, config):
+        # blow-up: |loss| on its non-zero updates grows by orders of magnitude beyond what
+        # the returns' scale explains (a policy loss ~ advantage ~ return), or is absurd
+        early, current, _ = nonzero_growth(stats)
+        if early == early and current == current:
+            factor = current / max(early, BLOWUP_FLOOR)
+            explained = return_scale_growth(view, roles, ref.agent)
+            unexplained = factor / explained if math.isfinite(explained) else 1.0
+            details.update(
+                {
+                    "nonzero_early": finite(early),
+                    "nonzero_current": finite(current),
+                    "growth": finite(factor),
+                    "explained_by_returns": finite(explained),
+                    "blowup": blowup,
+                    "abs_critical": BLOWUP_ABS,
+                }
+            )
+            text = "%s: |loss| on its non-zero updates grows %s -> %s (x%s" % (
+                ref.tag,
+                fmt(early),
+                fmt(current),
+                fmt(factor),
+            )
+            if current >= BLOWUP_ABS or (stats.finite_count >= 5 and unexplained >= blowup):
+                return Judgement(
+                    Status.CRITICAL,
+                    "%s, threshold x%s beyond the returns' growth x%s, or |loss| >= %s): the "
+                    "policy update blows up. Try: a lower learning rate, gradient clipping, "
+                    "advantage normalisation; check log-probs of saturated actions."
+                    % (text, fmt(blowup), fmt(explained), fmt(BLOWUP_ABS)),
+                    details,
+                )
+            if stats.finite_count >= 5 and unexplained >= blowup / 10.0:
+                return Judgement(
+                    Status.WARNING,
+                    "%s, more than x%s beyond the returns' growth x%s). Watch it: a lower "
+                    "learning rate or gradient clipping."
+                    % (text, fmt(blowup / 10), fmt(explained)),
+                    details,
+                )
+        if share >= crit and not in_grace(stats, config, clock):
             return Judgement(
                 Status.CRITICAL,
                 "%s is exactly 0 on %d of %d updates (%.0f%%, threshold %.0f%%): no policy "

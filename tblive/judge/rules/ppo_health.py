@@ -14,9 +14,12 @@ from __future__ import annotations
 import math
 from typing import List, Optional
 
+from tblive.judge.config import Config
+from tblive.judge.context import RunContext
 from tblive.judge.findings import Finding, Status
-from tblive.judge.metrics import Config, MetricRef, Roles
-from tblive.judge.rules._common import Judgement, View, fmt, in_grace, judge_all
+from tblive.judge.roles import MetricRef, Roles
+from tblive.judge.rules._common import Judgement, View, early_level, fmt, in_grace, judge_all
+from tblive.judge.rules._progress import run_clock
 from tblive.series.stats import MetricStats
 
 KEY = "ppo"
@@ -28,7 +31,10 @@ _ADVICE = (
 )
 
 
-def check(view: View, roles: Roles, config: Config) -> List[Finding]:
+def check(
+    view: View, roles: Roles, config: Config, context: Optional[RunContext] = None
+) -> List[Finding]:
+    clock = run_clock(view, roles, config, context)
     t = config.thresholds[KEY]
     findings: List[Finding] = []
 
@@ -58,7 +64,20 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
             fmt(t["ratio_low"]),
             fmt(t["ratio_high"]),
         )
-        if crit_share >= t["ratio_share_critical"] and not in_grace(stats, config):
+        early = early_level(stats)
+        details["early_level"] = early
+        if not t["ratio_low_critical"] <= early <= t["ratio_high_critical"]:
+            # PPO's mean probability ratio is ~1 on the first update by construction; one that
+            # starts far off is another quantity (a product over action dimensions or agents)
+            return Judgement(
+                Status.WARNING,
+                "%s: it starts at %s, already outside [%s, %s], so this trainer's ratio is not "
+                "PPO's mean probability ratio (a product over action dimensions or agents?); not "
+                "judged against the PPO band. Check what it logs."
+                % (text, fmt(early), fmt(t["ratio_low_critical"]), fmt(t["ratio_high_critical"])),
+                details,
+            )
+        if crit_share >= t["ratio_share_critical"] and not in_grace(stats, config, clock):
             return Judgement(
                 Status.CRITICAL,
                 "%s, %.0f%% outside [%s, %s] (threshold %.0f%%): updates are far off-policy. %s"
@@ -96,7 +115,7 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
             "kl_high": t["kl_high"],
             "kl_critical": t["kl_critical"],
         }
-        if recent >= t["kl_critical"] and not in_grace(stats, config):
+        if recent >= t["kl_critical"] and not in_grace(stats, config, clock):
             return Judgement(
                 Status.CRITICAL,
                 "%s recent mean %s >= %s: the policy jumps on every update. %s"

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from typing import List, Optional
 
+from tblive.judge.config import Config
+from tblive.judge.context import RunContext
 from tblive.judge.findings import Finding, Status
-from tblive.judge.metrics import Config, MetricRef, Roles
+from tblive.judge.roles import MetricRef, Roles
 from tblive.judge.rules._common import (
     Judgement,
     View,
@@ -21,16 +23,20 @@ from tblive.judge.rules._common import (
     fmt,
     in_grace,
     judge_all,
-    learning_progress,
     trend_details,
 )
+from tblive.judge.rules._evidence import learning_progress
+from tblive.judge.rules._progress import run_clock
 from tblive.series.stats import MetricStats
 
 KEY = "q_value"
 NAME = "Q-Value Divergence"
 
 
-def check(view: View, roles: Roles, config: Config) -> List[Finding]:
+def check(
+    view: View, roles: Roles, config: Config, context: Optional[RunContext] = None
+) -> List[Finding]:
+    clock = run_clock(view, roles, config, context)
     refs = list(roles.q_value) + [r for r in roles.actor_loss if r not in roles.q_value]
     if not refs:
         return []
@@ -42,7 +48,7 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
         "reward scaling, gradient clipping, or check the done/terminal masks and discount."
     )
 
-    progress = learning_progress(view, roles, config)
+    progress = learning_progress(view, roles, config, clock)
 
     def judge(ref: MetricRef, stats: MetricStats) -> Optional[Judgement]:
         if stats.finite_count == 0:
@@ -60,7 +66,7 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
                 "abs_critical": absolute,
                 "max_abs": max(abs(stats.min), abs(stats.max)),
                 "early_level": head,
-                "learning": progress.improving,
+                "learning": progress.holds,
             }
         )
         what = "actor loss" if ref in roles.actor_loss else "Q estimate"
@@ -71,7 +77,7 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
             fmt(tail),
             fmt(growth),
         )
-        blown = stats.finite_count >= 5 and growth >= crit and not progress.improving
+        blown = stats.finite_count >= 5 and growth >= crit and not progress.holds
         if abs(tail) >= absolute or blown:
             return Judgement(
                 Status.CRITICAL,
@@ -80,10 +86,10 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
                 details,
             )
         if growth >= warn and grows_in_size:
-            if in_grace(stats, config) or progress.improving:
+            if in_grace(stats, config, clock) or progress.holds:
                 why = (
                     "in grace"
-                    if not progress.improving
+                    if not progress.holds
                     else "the run is learning (%s)" % (progress.describe())
                 )
                 return Judgement(

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from typing import List, Optional
 
+from tblive.judge.config import Config
+from tblive.judge.context import RunContext
 from tblive.judge.findings import Finding, Status
-from tblive.judge.metrics import Config, MetricRef, Roles
+from tblive.judge.roles import MetricRef, Roles
 from tblive.judge.rules._common import (
     Judgement,
     View,
@@ -27,13 +29,17 @@ from tblive.judge.rules._common import (
     pct,
     trend_details,
 )
+from tblive.judge.rules._progress import run_clock
 from tblive.series.stats import MetricStats
 
 KEY = "reward_component"
 NAME = "Reward Components"
 
 
-def check(view: View, roles: Roles, config: Config) -> List[Finding]:
+def check(
+    view: View, roles: Roles, config: Config, context: Optional[RunContext] = None
+) -> List[Finding]:
+    clock = run_clock(view, roles, config, context)
     if not roles.reward_component:
         return []
     min_change = config.threshold(KEY, "min_change")
@@ -53,7 +59,7 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
             }
         )
         if component_dead(ref, view, roles, config):
-            if in_grace(stats, config):
+            if in_grace(stats, config, clock):
                 return Judgement(
                     Status.OK,
                     "%s is ~0 so far (recent |values| <= %s); within the grace period."

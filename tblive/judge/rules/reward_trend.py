@@ -21,14 +21,16 @@ from typing import List, Optional
 
 import numpy as np
 
+from tblive.judge.config import Config
+from tblive.judge.context import RunContext
 from tblive.judge.findings import Finding, Status
-from tblive.judge.metrics import Config, MetricRef, Roles
+from tblive.judge.roles import MetricRef, Roles
 from tblive.judge.rules._common import (
     Judgement,
     View,
-    failure_evidence,
+    early_level,
     fmt,
-    improving,
+    grace_text,
     in_grace,
     judge_all,
     pct,
@@ -36,24 +38,24 @@ from tblive.judge.rules._common import (
     smoothed_levels,
     trend_details,
 )
+from tblive.judge.rules._evidence import failure_evidence
 from tblive.series.stats import MetricStats
 
 KEY = "reward"
 NAME = "Reward Trend"
 
 
-def check(view: View, roles: Roles, config: Config) -> List[Finding]:
+def check(
+    view: View, roles: Roles, config: Config, context: Optional[RunContext] = None
+) -> List[Finding]:
     if not roles.main_reward:
         return []
     min_change = config.threshold(KEY, "min_change")
     peak_drop = config.threshold(KEY, "peak_drop")
     collapse = config.threshold(KEY, "collapse")
-    evidence = failure_evidence(view, roles, config)
+    evidence = failure_evidence(view, roles, config, context)
     progress = evidence.progress
-    # sparse rewards (evaluations) judge "stagnant" by the run's densest metric's grace
-    run_past_grace = any(
-        not in_grace(stats, config) for stats in view.values() if stats.finite_count
-    )
+    clock = evidence.clock
 
     def judge(ref: MetricRef, stats: MetricStats) -> Optional[Judgement]:
         if stats.finite_count == 0:
@@ -62,8 +64,9 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
         details.update({"min_change": min_change, "grace_points": config.grace.min_points})
         head, tail = details["head"], details["tail"]
         change = details["relative_change"] or 0.0
-        grace = in_grace(stats, config)
+        grace = in_grace(stats, config, clock)
         details["in_grace"] = grace
+        state = progress.state(ref.tag)
         if stats.finite_count < 4:
             return Judgement(
                 Status.OK,
@@ -72,10 +75,22 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
             )
         smooth = smoothed_levels(stats)
         best = float(np.max(smooth)) if smooth.size else float("nan")
-        gain = best - head if head is not None else float("nan")
-        spread = stats.recent.std if np.isfinite(stats.recent.std) else 0.0
+        # a collapse is judged from the EARLY level (first 5% of the points), never from a
+        # head that already contains the first rise
+        start = state.early if state is not None else early_level(stats)
+        gain = best - start
+        # the rise must be clear against the series' own noise (block noise at the smoothing
+        # scale, robust to the collapse itself), and the best level must have been held, not
+        # touched by a cluster of lucky episodes: at least 5 points (and 10% of them) reached
+        # half the gain, unless the gain is beyond doubt (10 times the noise)
+        noise = state.delta if state is not None else 0.0
+        counts = stats.history().counts[-smooth.size :] if smooth.size else smooth
+        held = float(np.sum(counts[smooth >= start + 0.5 * gain])) if gain > 0 else 0.0
         rose = (
-            smooth.size >= 4 and gain > 2.0 * spread and gain >= min_change * max(abs(head), 1e-12)
+            smooth.size >= 4
+            and gain > 4.0 * noise
+            and gain >= min_change * max(abs(start), 1e-12)
+            and (held >= max(5.0, 0.1 * stats.finite_count) or gain >= 10.0 * noise)
         )
         if rose and tail is not None and (best - tail) >= peak_drop * gain:
             lost = (best - tail) / gain
@@ -90,19 +105,33 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
             others = [e for e in progress.evidence if not e.startswith(ref.tag + " ")]
             story = "%s rose %s -> %s, then fell back to %s (lost %s of the gain, threshold %s)" % (
                 ref.tag,
-                fmt(head),
+                fmt(start),
                 fmt(best),
                 fmt(tail),
                 pct(lost).lstrip("+"),
                 pct(collapse if lost >= collapse else peak_drop).lstrip("+"),
             )
-            # collapsed for good: the last tenth of the run (5 points to the grace length) sits
-            # at the collapsed level, and it is not recovering (a dip that bounces back is a dip)
-            window = np.asarray(stats.recent_values(), dtype=np.float64)
-            span = max(5, min(config.grace.min_points, stats.finite_count // 10))
-            window = window[np.isfinite(window)][-span:]
+            # collapsed for good: the collapsed level has lasted in run progress (a fifth of the
+            # run so far, 10 to grace.min_points points, or grace.fraction of the planned
+            # length), at least 4 in
+            # 5 of those points sit there, and it is not recovering (a dip that bounces back is
+            # a dip, and healthy runs have dips of a few points)
+            values = np.asarray(stats.recent_values(), dtype=np.float64)
+            values = values[np.isfinite(values)]
+            if clock.planned > 0 and stats.last_step is not None:
+                since = stats.last_step - config.grace.fraction * clock.planned
+                hist = stats.history()
+                span = max(5, int(np.sum(hist.counts[hist.last_steps >= since])))
+            else:  # a fifth of the run so far, 5 points to the grace length
+                span = max(10, min(config.grace.min_points, clock.points // 5))
+            span = min(span, max(values.size, 5))
             floor = best - collapse * gain
-            stays_down = bool(window.size) and float(np.median(window)) <= floor
+            window = values[-span:]
+            stays_down = (
+                values.size >= span
+                and float(np.median(window)) <= floor
+                and float(np.mean(window <= floor)) >= 0.8
+            )
             recent = stats.trend("recent")
             recovering = bool(recent.significant and recent.change > 0)
             lessons = [
@@ -131,19 +160,31 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
                 "%s. Try: a lower learning rate or clip range; keep the best checkpoint." % story,
                 details,
             )
-        if improving(stats, min_change):
+        if state is not None:
+            details.update(
+                {
+                    "best_level": state.best,
+                    "noise": state.noise,
+                    "last_new_best_step": state.last_record_step,
+                    "improving_now": state.improving,
+                    "holding": state.holding,
+                    "flat": state.flat,
+                }
+            )
+        if state is not None and state.improving:
             return Judgement(
                 Status.OK,
-                "%s improves: %s -> %s (%s)." % (ref.tag, fmt(head), fmt(tail), pct(change)),
+                "%s improves: %s -> %s, new best at step %d (%s)."
+                % (ref.tag, fmt(head), fmt(state.best), state.last_record_step, pct(change)),
                 details,
             )
-        if reward_falls(stats, min_change):
+        if reward_falls(stats, min_change) and not (state is not None and state.holding):
             if progress.improving or not evidence.enough(stats, config):
                 why = (
                     "but %s" % progress.describe()
                     if progress.improving
-                    else "CRITICAL if it lasts %d points (%s)"
-                    % (evidence.points_needed(config), evidence.describe())
+                    else "CRITICAL if it lasts %s (%s)"
+                    % (evidence.window(config), evidence.describe())
                 )
                 return Judgement(
                     Status.WARNING,
@@ -166,19 +207,87 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
                 ),
                 details,
             )
-        if grace and not (run_past_grace and stats.finite_count >= 8):
+        if state is not None and state.rose and not state.holding and state.net_gain:
+            return Judgement(
+                Status.WARNING,
+                "%s rose %s -> %s, then fell back to %s (lost %s of the gain); not improving. "
+                "Try: a lower learning rate; keep the best checkpoint."
+                % (ref.tag, fmt(head), fmt(state.best), fmt(tail), pct(state.lost).lstrip("+")),
+                details,
+            )
+        if state is not None and state.holding:
+            # rose and keeps its gain, without a new best lately: converged or a plateau
+            since = 100.0 * state.stagnant_share()
             return Judgement(
                 Status.OK,
-                "%s: no clear trend yet (%s -> %s) after %d points; within the grace period."
-                % (ref.tag, fmt(head), fmt(tail), stats.finite_count),
+                "%s rose %s -> %s (best %s) and keeps %s of the gain; no new best since step %d "
+                "(the last %.0f%% of the run): holding, not improving."
+                % (
+                    ref.tag,
+                    fmt(state.early),
+                    fmt(tail),
+                    fmt(state.best),
+                    pct(1.0 - state.lost).lstrip("+"),
+                    state.last_record_step,
+                    since,
+                ),
+                details,
+            )
+        if grace:
+            return Judgement(
+                Status.OK,
+                "%s: no clear trend yet (%s -> %s) after %d points; within the grace period "
+                "(%s)."
+                % (ref.tag, fmt(head), fmt(tail), stats.finite_count, grace_text(config, clock)),
+                details,
+            )
+        noise = fmt(state.noise) if state is not None else "n/a"
+        if state is not None and state.rose:
+            flat = (
+                "%s is %+.3g from its early level %s (best %+.3g, noise %s) over %d points "
+                "(%s): no net improvement"
+                % (
+                    ref.tag,
+                    state.current - state.early,
+                    fmt(state.early),
+                    state.best - state.early,
+                    fmt(state.noise),
+                    stats.finite_count,
+                    clock.span(),
+                )
+            )
+        else:
+            flat = (
+                "%s has not improved: %s -> %s over %d points (%s), within three times its noise (%s)"
+                % (
+                    ref.tag,
+                    fmt(head),
+                    fmt(tail),
+                    stats.finite_count,
+                    clock.span(),
+                    noise,
+                )
+            )
+        if evidence.enough(stats, config):
+            return Judgement(
+                Status.CRITICAL,
+                "%s and nothing else improves (%s): no learning. Try: check the reward signal "
+                "reaches the agent (scale, sign, done masks), raise the learning rate or "
+                "exploration, or simplify the task." % (flat, evidence.describe()),
+                details,
+            )
+        if evidence.count == 0 or progress.holds:
+            return Judgement(
+                Status.WARNING,
+                "%s; not a failure sign while %s. Try: check the reward signal reaches the "
+                "agent." % (flat, progress.describe()),
                 details,
             )
         return Judgement(
             Status.WARNING,
-            "%s is stagnant: %s -> %s (%s, needs a significant %s) over %d points. Try: check "
-            "the reward signal reaches the agent, raise the learning rate or exploration, or "
-            "simplify the task."
-            % (ref.tag, fmt(head), fmt(tail), pct(change), pct(min_change), stats.finite_count),
+            "%s. CRITICAL if it lasts %s (%s). Try: check the reward signal reaches the agent, "
+            "raise the learning rate or exploration, or simplify the task."
+            % (flat, evidence.window(config), evidence.describe()),
             details,
         )
 

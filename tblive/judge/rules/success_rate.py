@@ -15,13 +15,16 @@ from typing import List, Optional
 
 import numpy as np
 
+from tblive.judge.config import Config
+from tblive.judge.context import RunContext
 from tblive.judge.findings import Finding, Status
-from tblive.judge.metrics import Config, MetricRef, Roles
+from tblive.judge.roles import MetricRef, Roles
 from tblive.judge.rules._common import (
     Judgement,
     View,
-    failure_evidence,
+    early_level,
     fmt,
+    grace_text,
     improving,
     in_grace,
     judge_all,
@@ -29,17 +32,21 @@ from tblive.judge.rules._common import (
     success_scale,
     trend_details,
 )
+from tblive.judge.rules._evidence import failure_evidence
 from tblive.series.stats import MetricStats
 
 KEY = "success"
 NAME = "Success Rate"
 
 
-def check(view: View, roles: Roles, config: Config) -> List[Finding]:
+def check(
+    view: View, roles: Roles, config: Config, context: Optional[RunContext] = None
+) -> List[Finding]:
     if not roles.success:
         return []
-    evidence = failure_evidence(view, roles, config)
+    evidence = failure_evidence(view, roles, config, context)
     progress = evidence.progress
+    clock = evidence.clock
     zero = config.threshold(KEY, "zero")
     low = config.threshold(KEY, "low")
     drop = config.threshold(KEY, "drop")
@@ -62,20 +69,30 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
                 "zero_threshold": zero,
                 "low_threshold": low,
                 "grace_points": config.grace.min_points,
-                "in_grace": in_grace(stats, config),
+                "in_grace": in_grace(stats, config, clock),
                 "learning": progress.improving,
                 "evidence": progress.evidence,
                 "failure_signs": evidence.signs,
                 "points_needed": evidence.points_needed(config),
+                "finished": clock.finished,
             }
         )
         span = "%d points (steps %s..%s)" % (stats.finite_count, stats.first_step, stats.last_step)
         if stats.max / scale <= zero:
-            if in_grace(stats, config):
+            if in_grace(stats, config, clock):
                 return Judgement(
                     Status.WARNING,
-                    "%s is still 0 after %s; within the grace period (%d points), so not yet a "
-                    "failure. Watch it." % (ref.tag, span, config.grace.min_points),
+                    "%s is still 0 after %s; within the grace period (%s), so not yet a "
+                    "failure. Watch it." % (ref.tag, span, grace_text(config, clock)),
+                    details,
+                )
+            if clock.finished:
+                return Judgement(
+                    Status.CRITICAL,
+                    "%s never left 0 over the finished run (%s, %s): the task was never "
+                    "solved, whatever else changed (%s). Try: check the success criterion and "
+                    "reward shaping, or a simpler curriculum stage."
+                    % (ref.tag, span, clock.span(), progress.describe()),
                     details,
                 )
             if progress.improving:
@@ -86,16 +103,16 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
                     % (ref.tag, span, progress.describe()),
                     details,
                 )
-            if not evidence.enough(stats, config):
+            if not evidence.enough(stats, config, holding_protects=False):
                 return Judgement(
                     Status.WARNING,
                     "%s stayed at 0 over %s and nothing improves yet (%s); early in a healthy "
-                    "run that is normal. CRITICAL if it lasts %d points (%s)."
+                    "run that is normal. CRITICAL if it lasts %s (%s)."
                     % (
                         ref.tag,
                         span,
                         progress.describe(),
-                        evidence.points_needed(config),
+                        evidence.window(config),
                         evidence.describe(),
                     ),
                     details,
@@ -106,6 +123,60 @@ def check(view: View, roles: Roles, config: Config) -> List[Finding]:
                 "the reward shaping and success criterion, lower the entropy coefficient or "
                 "learning rate, or restart from a working config."
                 % (ref.tag, span, progress.describe()),
+                details,
+            )
+        state = progress.state(ref.tag)
+        never_solved = (
+            state is not None and state.best < low + 2.0 * state.noise and state.current < low
+        )
+        if never_solved and not in_grace(stats, config, clock):
+            details["never_above_low"] = True
+            if clock.finished or evidence.enough(stats, config, holding_protects=False):
+                return Judgement(
+                    Status.CRITICAL,
+                    "%s never clearly left ~0 over %s (best level %s, now %s; threshold %s "
+                    "plus its noise) and nothing improves now (%s): the task is not being "
+                    "solved. Try: check the reward shaping and success criterion, or a simpler "
+                    "curriculum stage."
+                    % (
+                        ref.tag,
+                        clock.span(),
+                        fmt(state.best * scale),
+                        fmt(state.current * scale),
+                        fmt(low * scale),
+                        progress.describe(),
+                    ),
+                    details,
+                )
+        # a sustained collapse from the EARLY level (a warm start that is being lost): the
+        # median of the last tenth of the run (at least 5 points) stays at most half the early
+        # level and a full `drop` below it, and is not recovering
+        early = early_level(stats) / scale
+        window = np.asarray(stats.recent_values(), dtype=np.float64)
+        window = window[np.isfinite(window)][-max(5, stats.finite_count // 10) :] / scale
+        now = float(np.median(window)) if window.size else recent
+        recovering = bool(stats.trend("recent").significant and stats.trend("recent").change > 0)
+        collapsed = early >= low and early - now >= drop and now <= 0.5 * early and not recovering
+        if collapsed:
+            details.update({"early_level": early, "current_level": now})
+            story = "%s collapsed from its early level %s to %s (drop >= %s, half of it)" % (
+                ref.tag,
+                fmt(early * scale),
+                fmt(now * scale),
+                fmt(drop * scale),
+            )
+            if not in_grace(stats, config, clock) and not progress.improving:
+                return Judgement(
+                    Status.CRITICAL,
+                    "%s and stays down, nothing improves (%s): the run is failing. Try: restart "
+                    "from the best checkpoint with a lower learning rate; check for exploding "
+                    "losses or gradients." % (story, progress.describe()),
+                    details,
+                )
+            return Judgement(
+                Status.WARNING,
+                "%s (%s). Watch it; keep the best checkpoint."
+                % (story, progress.describe() if progress.improving else "in grace"),
                 details,
             )
         if recent < low and not improving(stats, reward_min):

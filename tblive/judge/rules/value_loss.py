@@ -23,8 +23,10 @@ from typing import List, Optional
 
 import numpy as np
 
+from tblive.judge.config import Config
+from tblive.judge.context import RunContext
 from tblive.judge.findings import Finding, Status
-from tblive.judge.metrics import Config, MetricRef, Roles
+from tblive.judge.roles import MetricRef, Roles
 from tblive.judge.rules._common import (
     Judgement,
     View,
@@ -32,35 +34,39 @@ from tblive.judge.rules._common import (
     fmt,
     in_grace,
     judge_all,
-    learning_progress,
     levels,
     return_scale_growth,
     spike_factor,
     spike_judgement,
     trend_details,
 )
+from tblive.judge.rules._evidence import learning_progress
+from tblive.judge.rules._progress import RunClock, run_clock
 from tblive.series.stats import MetricStats
 
 KEY = "value_loss"
 NAME = "Value Loss"
 
 
-def check(view: View, roles: Roles, config: Config) -> List[Finding]:
+def check(
+    view: View, roles: Roles, config: Config, context: Optional[RunContext] = None
+) -> List[Finding]:
+    clock = run_clock(view, roles, config, context)
     findings: List[Finding] = []
     if roles.value_loss:
-        findings.extend(_value_loss(view, roles, config))
+        findings.extend(_value_loss(view, roles, config, clock))
     if roles.explained_variance:
         findings.extend(_explained_variance(view, roles, config))
     return findings
 
 
-def _value_loss(view: View, roles: Roles, config: Config) -> List[Finding]:
+def _value_loss(view: View, roles: Roles, config: Config, clock: RunClock) -> List[Finding]:
     warn = config.threshold(KEY, "rise_warning")
     crit = config.threshold(KEY, "rise_critical")
     spike = config.threshold(KEY, "spike")
     diverge = config.threshold(KEY, "diverge_critical")
     blowup = config.threshold("grad_norm", "blowup")
-    progress = learning_progress(view, roles, config)
+    progress = learning_progress(view, roles, config, clock)
 
     def judge(ref: MetricRef, stats: MetricStats) -> Optional[Judgement]:
         if stats.finite_count == 0:
@@ -74,7 +80,7 @@ def _value_loss(view: View, roles: Roles, config: Config) -> List[Finding]:
         trend = stats.trend("all")
         rising = trend.significant and trend.change > 0
         spikes = spike_factor(stats)
-        grace = in_grace(stats, config)
+        grace = in_grace(stats, config, clock)
         typical = float(np.median(np.abs(levels(stats))))
         details.update(
             {
@@ -89,7 +95,7 @@ def _value_loss(view: View, roles: Roles, config: Config) -> List[Finding]:
                 "max": stats.max,
                 "median_level": typical,
                 "in_grace": grace,
-                "learning": progress.improving,
+                "learning": progress.holds,
             }
         )
         grows = "%s grows %s -> %s (x%s" % (ref.tag, fmt(head), fmt(tail), fmt(factor))
@@ -125,7 +131,7 @@ def _value_loss(view: View, roles: Roles, config: Config) -> List[Finding]:
                 if grace
                 else (
                     "the run is learning (%s)" % progress.describe()
-                    if progress.improving
+                    if progress.holds
                     else "nothing else improves"
                 )
             )

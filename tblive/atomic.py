@@ -1,0 +1,34 @@
+"""Writing a file so that readers see the old content or the new, never half of it.
+
+Used by every door that leaves a report on disk (the daemon's final report, the monitor's report
+at close, the CLI's ``--json``); standard library only, so any layer may import it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+__all__ = ["write_atomically"]
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a temporary file in the same directory, then
+    ``os.replace``; the temporary file is removed if anything fails.  Creates the directory.
+    Raises OSError (the caller decides how loud to be).
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(
+        prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory
+    )
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise

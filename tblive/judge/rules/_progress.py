@@ -1,0 +1,319 @@
+"""Run progress and the learning state of the primary signals (pure functions of statistics).
+
+Two ideas the checks share:
+
+* **Grace follows the run, not each metric.** :class:`RunClock` measures how far the whole run
+  is: the finite points of its densest training-cadence metric, its first and last step, and its
+  planned length when known (``RunContext.planned_steps``, else ``grace.expected_steps``; a
+  finished run's planned length is its own length). A sparse evaluation metric with 15 points
+  is as old as the run it belongs to.
+* **Learning means improving now.** :func:`signal_state` reads one primary signal (the main
+  return, a success or win rate, an evaluation return) against its own noise: its early level,
+  its best level, when it last set a new best by more than its noise, and whether it holds its
+  gains. A rise followed by a long plateau is *holding*, not *improving*; a series that never
+  rose beyond its noise is *flat*, whatever its offset or scale.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, List, Optional
+
+import numpy as np
+
+from tblive.judge.config import Config
+from tblive.judge.context import RunContext
+from tblive.judge.roles import Roles
+from tblive.series.stats import MetricStats
+
+#: A primary signal improves *now* when its last new best lies in this share of the run so far.
+RECENT_SHARE = 0.25
+#: Smoothing of the history levels (share of the buckets) before records are counted.
+SMOOTH_SHARE = 0.05
+#: A signal that rose *holds* while it keeps more than this share of its gain (not improving,
+#: not failing: a converged run, a plateau, a dip that a healthy run recovers from).
+HOLD_SHARE = 0.5
+#: A success rate's smallest meaningful step (absolute, on the [0, 1] scale).
+SUCCESS_RESOLUTION = 0.02
+
+
+@dataclass(frozen=True)
+class RunClock:
+    """How far the run is. ``points``: finite points of its densest training-cadence metric;
+    ``planned``: planned length in steps (0 = unknown); ``finished``: the run has ended."""
+
+    points: int
+    first_step: int
+    last_step: int
+    planned: int = 0
+    planned_source: str = ""
+    finished: bool = False
+    state: str = ""
+
+    @property
+    def share(self) -> Optional[float]:
+        """Share of the planned length reached, None when the planned length is unknown."""
+        if self.planned <= 0:
+            return None
+        return self.last_step / float(self.planned)
+
+    def reached(self, share: float, points: int) -> bool:
+        """The run has lasted ``share`` of its planned length (when known) or ``points``."""
+        if self.planned > 0:  # "about": a logging interval may straddle the boundary
+            return self.last_step >= (share - 0.01) * self.planned
+        return self.points >= points
+
+    def span(self) -> str:
+        """``"steps 0..30000"`` plus the planned share when known."""
+        text = "steps %d..%d" % (self.first_step, self.last_step)
+        if self.share is not None:
+            text += ", %.0f%% of the planned %d" % (100 * min(self.share, 9.99), self.planned)
+        return text
+
+
+_CADENCE_ROLES = ("main_reward", "reward", "success", "entropy", "value_loss", "policy_loss")
+
+
+def run_clock(
+    view: Iterable, roles: Roles, config: Config, context: Optional[RunContext] = None
+) -> RunClock:
+    """The :class:`RunClock` of ``view`` (tag -> MetricStats)."""
+    stats_by_tag = dict(view.items()) if hasattr(view, "items") else dict(view)  # type: ignore
+    live = {t: s for t, s in stats_by_tag.items() if s.finite_count and s.last_step is not None}
+    # the run's age in points: its main (training) return's cadence when it logs one, else
+    # the densest training-cadence metric (losses are often logged more often than returns)
+    main = [
+        live[ref.tag]
+        for ref in roles.main_reward
+        if ref.tag in live and "eval" not in ref.base.lower() and "test" not in ref.base.lower()
+    ]
+    cadence = [
+        live[ref.tag] for name in _CADENCE_ROLES for ref in getattr(roles, name) if ref.tag in live
+    ]
+    pool = main or cadence or list(live.values())
+    points = max((s.finite_count for s in pool), default=0)
+    first = min((int(s.first_step) for s in live.values()), default=0)
+    last = max((int(s.last_step) for s in live.values()), default=0)
+    planned, source = 0, ""
+    if context is not None and context.planned_steps:
+        planned, source = int(context.planned_steps), context.planned_source or "run context"
+    elif config.grace.expected_steps:
+        planned, source = int(config.grace.expected_steps), "grace.expected_steps"
+    finished = bool(context is not None and context.finished)
+    if finished and planned <= 0:
+        planned, source = last, "the finished run's own length"
+    state = context.state if context is not None else ""
+    return RunClock(points, first, last, planned, source, finished, state)
+
+
+@dataclass
+class SignalState:
+    """The learning state of one primary signal (see the module docstring).
+
+    Values are in the signal's own direction (higher is better) and, for success rates, on
+    the [0, 1] scale. ``flat``: never rose beyond its noise; ``improving``: set a new best in
+    the recent share of the run; ``holding``: rose and has kept most of the gain.
+    """
+
+    tag: str
+    kind: str
+    points: int
+    early: float
+    best: float
+    best_step: int
+    current: float
+    noise: float
+    last_record_step: int
+    first_step: int
+    last_step: int
+    rose: bool
+    improving: bool
+    holding: bool
+    lost: float  # share of the gain lost since the best (0 when it did not rise)
+    delta: float = 0.0  # the noise margin used (at least the signal's resolution)
+
+    @property
+    def net_gain(self) -> bool:
+        """The current level is above the early level by more than three times the noise
+        (both are means at the noise's scale: a clear, not a lucky, difference)."""
+        return self.current - self.early > 3.0 * self.delta
+
+    @property
+    def flat(self) -> bool:
+        return not self.rose
+
+    def stagnant_share(self) -> float:
+        """Share of the signal's span since its last new best."""
+        span = max(self.last_step - self.first_step, 1)
+        return (self.last_step - self.last_record_step) / float(span)
+
+    def describe(self) -> str:
+        if self.improving:
+            return "%s improves: new best %s at step %d (from %s)" % (
+                self.tag,
+                _fmt(self.best),
+                self.last_record_step,
+                _fmt(self.early),
+            )
+        if self.holding:
+            return "%s holds %s (best %s at step %d), no new best since" % (
+                self.tag,
+                _fmt(self.current),
+                _fmt(self.best),
+                self.last_record_step,
+            )
+        if self.rose:
+            return "%s fell to %s from its best %s" % (
+                self.tag,
+                _fmt(self.current),
+                _fmt(self.best),
+            )
+        return "%s flat at %s (noise %s) over %d points" % (
+            self.tag,
+            _fmt(self.current),
+            _fmt(self.noise),
+            self.points,
+        )
+
+
+def _fmt(value: float) -> str:
+    from tblive.series.stats import format_number
+
+    return format_number(float(value))
+
+
+def _mad_noise(values: np.ndarray) -> float:
+    """Robust std of a series' fluctuation from its differences at lag 1 and 2 (the larger:
+    neighbouring block means of an autocorrelated series are alike, which hides part of the
+    wander from lag-1 differences)."""
+    found = 0.0
+    for lag in (1, 2):
+        if values.size <= lag + 1:
+            continue
+        diffs = values[lag:] - values[:-lag]
+        mad = float(np.median(np.abs(diffs - np.median(diffs))))
+        found = max(found, 1.482602218505602 * mad / math.sqrt(2.0))
+    return found
+
+
+def block_noise(means: np.ndarray, counts: np.ndarray, window: int) -> float:
+    """Noise of the level at the smoothing scale: the robust spread of successive differences
+    of non-overlapping block means (``window`` history buckets each), averaged over the
+    ``window`` ways to cut the blocks. Differences remove a steady trend, the median absolute
+    deviation ignores spikes, and blocks at the smoothing scale carry the wander of
+    autocorrelated series (rolling means) as well as white noise."""
+    if means.size // max(window, 1) < 3:
+        window = 1
+    if means.size < 3:
+        return 0.0
+    estimates = []
+    for phase in range(window):
+        blocks = (means.size - phase) // window
+        if blocks < 3:
+            continue
+        end = phase + blocks * window
+        weights = counts[phase:end].reshape(blocks, window)
+        values = (means[phase:end].reshape(blocks, window) * weights).sum(axis=1) / np.maximum(
+            weights.sum(axis=1), 1e-300
+        )
+        estimates.append(_mad_noise(values))
+    return float(np.mean(estimates)) if estimates else 0.0
+
+
+def signal_state(
+    tag: str,
+    stats: MetricStats,
+    kind: str,
+    scale: float = 1.0,
+    sign: float = 1.0,
+    peak_drop: float = 0.3,
+) -> Optional[SignalState]:
+    """Learning state of one primary signal, None with fewer than 4 finite points."""
+    if stats.finite_count < 4:
+        return None
+    hist = stats.history()
+    means = sign * np.asarray(hist.means, dtype=np.float64) / scale
+    counts = np.asarray(hist.counts, dtype=np.float64)
+    ends = np.asarray(hist.last_steps, dtype=np.int64)
+    if means.size == 0:
+        return None
+    # one scale for everything: levels are means over ~5% of the points (at least 3), the
+    # noise is measured on blocks of that size, the early level is the first such block
+    per_bucket = max(float(counts.mean()), 1.0)
+    size = max(3, int(math.ceil(SMOOTH_SHARE * stats.finite_count)))
+    window = max(1, min(means.size, int(round(size / per_bucket))))
+    if window > 1:
+        kernel = np.ones(window)
+        smooth = np.convolve(means * counts, kernel, mode="valid") / np.maximum(
+            np.convolve(counts, kernel, mode="valid"), 1e-300
+        )
+        steps = ends[window - 1 :]
+    else:
+        smooth, steps = means, ends
+    noise = block_noise(means, counts, window)
+    magnitude = float(np.max(np.abs(smooth))) if smooth.size else 0.0
+    floor = SUCCESS_RESOLUTION if kind == "success" else 1e-12 * magnitude + 1e-300
+    delta = max(noise, floor)
+    # the early level: the first 5% of the points (at least 3; the noise margin is measured
+    # at that scale), before most initial rises
+    early = float(smooth[0])
+    record, record_step = float(smooth[0]), int(steps[0])
+    for level, step in zip(smooth[1:].tolist(), steps[1:].tolist()):
+        if level > record + delta:
+            record, record_step = level, int(step)
+    best_index = int(np.argmax(smooth))
+    best = float(smooth[best_index])
+    current = float(smooth[-1])
+    gain = best - early
+    rose = gain > 3.0 * delta
+    first_step = int(stats.first_step or 0)
+    last_step = int(stats.last_step or 0)
+    span = max(last_step - first_step, 1)
+    # improving now: the recent quarter of the run beats the best level before it, by more
+    # than twice the noise and by a tenth of the gain so far (a plateau creeping up by noise
+    # is not learning)
+    cutoff = last_step - RECENT_SHARE * span
+    before = smooth[steps < cutoff]
+    recent_levels = smooth[steps >= cutoff]
+    if before.size and recent_levels.size:
+        best_before = float(before.max())
+        margin = max(2.0 * delta, 0.1 * (best_before - early))
+        improving = rose and float(recent_levels.max()) > best_before + margin
+    else:
+        improving = rose and (last_step - record_step) <= RECENT_SHARE * span
+    lost = (best - current) / gain if rose and gain > 0 else 0.0
+    holding = rose and not improving and lost < HOLD_SHARE and current - early > 3.0 * delta
+    return SignalState(
+        tag=tag,
+        kind=kind,
+        points=stats.finite_count,
+        early=early,
+        best=best,
+        best_step=int(steps[best_index]),
+        current=current,
+        noise=noise,
+        last_record_step=record_step,
+        first_step=first_step,
+        last_step=last_step,
+        rose=rose,
+        improving=improving,
+        holding=holding,
+        lost=lost,
+        delta=delta,
+    )
+
+
+def finite_or_nan(value: Optional[float]) -> float:
+    return float(value) if value is not None and math.isfinite(value) else math.nan
+
+
+def primary_tags(roles: Roles) -> List[str]:
+    """Tags of the primary signals: the main reward(s), success rates, evaluation returns."""
+    tags: List[str] = [ref.tag for ref in roles.main_reward]
+    tags += [ref.tag for ref in roles.success if ref.tag not in tags]
+    for ref in roles.reward:
+        low = ref.base.lower()
+        if ("eval" in low or "test" in low) and ref.tag not in tags:
+            tags.append(ref.tag)
+    return tags
