@@ -182,7 +182,14 @@ def child(name: str, root: str, profile: bool) -> None:
     else:
         result = CHILDREN[name](root)
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "rss_mb": peak_rss_mb(), "result": result}))
+    import resource
+
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0  # KiB on Linux
+    print(
+        json.dumps(
+            {"seconds": seconds, "rss_mb": peak_rss_mb(), "workers_mb": workers, "result": result}
+        )
+    )
 
 
 def run_child(name: str, root: str, profile: bool = False) -> Dict[str, float]:
@@ -196,6 +203,7 @@ def measure(name: str, root: str, repeats: int) -> Dict[str, float]:
     return {
         "seconds": statistics.median(s["seconds"] for s in samples),
         "rss_mb": statistics.median(s["rss_mb"] for s in samples),
+        "workers_mb": statistics.median(s["workers_mb"] for s in samples),
         "result": samples[-1]["result"],
         "repeats": repeats,
     }
@@ -351,8 +359,8 @@ def main() -> None:
             print("tbparse not installed (pip install 'tblive[bench]'): skipped")
     base = results["report"]["seconds"]
     print()
-    print("| reader | time (median) | peak RSS | time vs tblive report |")
-    print("|---|---:|---:|---:|")
+    print("| reader | time (median) | peak RSS | largest worker process | time vs tblive report |")
+    print("|---|---:|---:|---:|---:|")
     for name, label in (
         ("report", "`tblive report --json`"),
         ("event_accumulator", "EventAccumulator, run by run"),
@@ -361,8 +369,15 @@ def main() -> None:
         if name in results:
             r = results[name]
             print(
-                "| %s (n=%d) | %.1f s | %.0f MB | %.1fx |"
-                % (label, r["repeats"], r["seconds"], r["rss_mb"], r["seconds"] / base)
+                "| %s (n=%d) | %.1f s | %.0f MB | %s | %.1fx |"
+                % (
+                    label,
+                    r["repeats"],
+                    r["seconds"],
+                    r["rss_mb"],
+                    "%.0f MB" % r["workers_mb"] if r["workers_mb"] else "-",
+                    r["seconds"] / base,
+                )
             )
     if "event_accumulator" in results:
         ratio = results["event_accumulator"]["seconds"] / base

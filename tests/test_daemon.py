@@ -200,6 +200,39 @@ def test_stalled_resumed_finished_and_restart_on_an_injected_clock(tmp_path):
     assert json.loads((tmp_path / "final.json").read_text())["points"] == 20 * 5
 
 
+def test_a_writer_that_reopens_its_file_at_every_flush_is_not_finished_by_a_pause(tmp_path):
+    """tensorboard's EventFileWriter (what torch's SummaryWriter uses) closes the file after
+    every flush; a pause between two flushes is not the end of the run."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    log = tmp_path / "events.jsonl"
+    clock = Clock()
+    watcher = Watcher(options(tmp_path, "inotify"), clock=clock).start()
+    writer = EventFileWriter(str(tmp_path / "logs" / "torch_run"))
+
+    def flush_points(start: int) -> None:
+        for step in range(start, start + 5):
+            value = summary_pb2.Summary.Value(tag="losses/entropy", simple_value=1.0)
+            summary = summary_pb2.Summary(value=[value])
+            writer.add_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
+        writer.flush()
+
+    try:
+        flush_points(0)
+        state = wait_until(lambda: watcher.states.get("torch_run"), what="run followed")
+        wait_until(lambda: state.run.points == 5, what="5 points")
+        flush_points(5)  # the second flush reopens the file the first one closed
+        wait_until(lambda: state.run.points == 10 and state.life.reopening, what="reopened")
+        clock.advance(30.0, watcher)  # a pause far longer than the 2 s finish settle
+        time.sleep(0.3)
+        assert watcher.lifecycle_of("torch_run") == "live"
+    finally:
+        writer.close()
+        assert watcher.stop()
+    assert run_kinds(log) == []
+
+
 CRASHING_WRITER = textwrap.dedent(
     """
     import glob, os, signal, struct, sys, time

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import time
 from pathlib import Path
@@ -186,6 +187,12 @@ def test_corrupt_or_missing_state_file_is_a_clean_start(tmp_path, caplog):
     engine = AlertEngine(sinks=[RecordingSink()], state=StateStore(str(path)), dispatch=FAST)
     assert engine.close(1.0)
     assert "unusable" in caplog.text and "unreadable pending alert" in caplog.text
+
+
+def test_state_file_dev_null_keeps_no_state_and_leaves_the_device_alone():
+    store = StateStore(os.devnull)
+    assert store.path is None and store.save()
+    assert not os.path.isfile(os.devnull)
 
 
 def test_default_state_path_is_per_absolute_logdir(tmp_path, monkeypatch):

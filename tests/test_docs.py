@@ -224,6 +224,35 @@ def test_architecture_table_matches_the_imports() -> None:
     assert not wrong, "docs/architecture.md rows to update:\n" + "\n".join(wrong)
 
 
+#: layer of each top-level part, in pipeline order (package-level helpers: -1, usable anywhere)
+LAYERS = {
+    "read": 0,
+    "series": 1,
+    "judge": 2,
+    "run": 3,
+    "alert": 4,
+    "render": 5,
+    "doors": 6,
+    "cli": 7,
+}
+#: the imports against the pipeline that docs/architecture.md explains
+UPWARD_ALLOWED = {("read.runs", "series.feed"), ("alert.engine", "render.plots")}
+
+
+def test_imports_follow_the_pipeline() -> None:
+    def layer(module: str) -> int:
+        return LAYERS.get(module.split(".")[0], -1)
+
+    upward = sorted(
+        (module, target)
+        for module, (eager, lazy) in module_imports().items()
+        for target in eager | lazy
+        if layer(target) > layer(module)
+        or (layer(module) == -1 and module != "tblive" and layer(target) != -1)
+    )
+    assert set(upward) <= UPWARD_ALLOWED, "imports against the pipeline: %s" % upward
+
+
 if __name__ == "__main__":  # pragma: no cover - prints the table's import cells
     for name, (eager, lazy) in module_imports().items():
         cells = [", ".join("`%s`" % n for n in sorted(group)) or "-" for group in (eager, lazy)]

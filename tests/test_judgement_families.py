@@ -397,6 +397,7 @@ def test_unrecognized_tags_are_not_judged_never_green(seed):
         assert verdict.status == Status.WARNING, [f.message for f in verdict.findings]
         judged = [f for f in verdict.findings if f.check == "Judged"][0]
         assert "NOT JUDGED" in judged.message and "perf/team_score_avg" in judged.message
+        assert verdict.not_judged and verdict.summary.startswith("NOT JUDGED"), verdict.summary
 
 
 def test_recognized_run_says_what_it_was_judged_on():

@@ -143,3 +143,80 @@ def test_mapush_never_critical_at_any_prefix(case):
             percent,
             [f.message for f in verdict.findings if f.status == Status.CRITICAL],
         )
+
+
+# Labels from the MANIFEST of the real runs (repository evidence, not a tool's verdict).
+HEALTHY = [
+    "harl_happo_monopoly_healthy",
+    "pymarl_iql_smac3m_healthy",
+    "pymarl_qmix_smacMMM2_healthy",
+    "samplefactory_doom_deathmatch_healthy",
+    "lightmappo_metadrive_intersection_short_healthy",
+    "rslrl_leggedgym_debug_healthy",
+    "sb3_sac_pendulum_healthy",
+    "tianshou_dqn_cartpole_healthy",
+    "sb3_zoo_ppo_cartpole_3seeds",
+    "mappo_smac_8m_healthy",
+    "mappo_mpe_simple_spread",
+    "rsl_rl_legged_gym_biped",
+    "mlagents_ppo_soccer_curriculum_restarts",
+] + MAPUSH
+FAILED = [
+    "harl_happo_monopolypf_collapse_failed",
+    "pymarl_dcg_smacMMM2_failed",
+    "pymarl_iql_smac25m_failed",
+    "mlagents_poca_soccer2_noscore_failed",
+    "td3_carla_q_divergence_30k",
+    "td3_carla_actor_loss_explosion_5k",
+]
+
+
+def prefix_verdicts(case: str, finished_at_end: bool = True):
+    """Verdicts at 10/30/60% of the run's steps (live) and at 100% (finished)."""
+    import logging
+
+    from tblive.judge.context import FINISHED, RunContext
+    from tblive.read.runs import load_points
+
+    logging.disable(logging.WARNING)
+    try:
+        runs = load_points(str(REALWORLD / case))
+    finally:
+        logging.disable(logging.NOTSET)
+    out = {}
+    for run, series in runs.items():
+        arrays = {tag: pts.arrays()[:2] for tag, pts in series.items() if len(pts)}
+        if not arrays:
+            continue
+        first = min(int(s[0]) for s, _ in arrays.values())
+        last = max(int(s[-1]) for s, _ in arrays.values())
+        for percent in (10, 30, 60, 100):
+            cut = first + (last - first) * percent / 100.0
+            view = {}
+            for tag, (steps, values) in arrays.items():
+                keep = steps <= cut
+                if keep.any():
+                    stats = MetricStats()
+                    stats.update_many(steps[keep], values[keep])
+                    view[tag] = stats
+            context = RunContext(state=FINISHED) if percent == 100 and finished_at_end else None
+            out[(run, percent)] = evaluate(run, view, context=context)
+    return out
+
+
+@pytest.mark.parametrize("case", HEALTHY)
+def test_healthy_real_runs_never_critical_at_10_30_60_100(case):
+    for (run, percent), verdict in prefix_verdicts(case).items():
+        assert verdict.status < Status.CRITICAL, (
+            run,
+            percent,
+            [f.message for f in verdict.findings if f.status == Status.CRITICAL],
+        )
+
+
+@pytest.mark.parametrize("case", FAILED)
+def test_failed_real_runs_critical_by_60_percent_and_when_finished(case):
+    found = prefix_verdicts(case)
+    for (run, percent), verdict in found.items():
+        if percent >= 60:
+            assert verdict.status == Status.CRITICAL, (run, percent, verdict.summary)

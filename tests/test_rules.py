@@ -503,3 +503,52 @@ def test_rules_are_pure_and_repeatable():
     assert [f.to_dict() for f in first.findings] == [f.to_dict() for f in second.findings]
     classify(view)  # classification alone does not touch the statistics
     assert view["average_step_reward"].count == N
+
+
+# ------------------------------------------------------------- learning state, run clock
+
+
+@pytest.mark.parametrize("offset,scale", [(-1000.0, 1e-3), (0.0, 1.0), (1e6, 50.0)])
+def test_signal_state_is_relative_to_noise_not_to_offset(offset, scale):
+    from tblive.judge.rules._progress import signal_state
+
+    flat_series = build({"r": offset + scale * flat(0.0, 1.0)})["r"]
+    rising = build({"r": offset + scale * ramp(0.0, 20.0, 1.0)})["r"]
+    flat_state = signal_state("r", flat_series, "reward")
+    rising_state = signal_state("r", rising, "reward")
+    assert not flat_state.net_gain and not flat_state.improving, flat_state
+    assert rising_state.net_gain and rising_state.improving, rising_state
+
+
+def test_rise_then_plateau_holds_but_does_not_improve():
+    from tblive.judge.rules._progress import signal_state
+
+    curve = np.r_[np.linspace(0, 10, 40), np.full(160, 10.0)] + flat(0.0, 0.2)
+    state = signal_state("r", build({"r": curve})["r"], "reward")
+    assert state.rose and state.holding and not state.improving, state
+
+
+def test_nonzero_growth_sees_through_zeros():
+    from tblive.judge.rules._common import nonzero_growth
+
+    values = np.zeros(N)
+    values[::5] = np.geomspace(0.5, 5e7, N // 5)
+    early, current, factor = nonzero_growth(build({"g": values})["g"])
+    assert early < 10 and current > 1e6 and factor > 1e5, (early, current, factor)
+
+
+def test_sparse_metric_follows_the_run_grace():
+    """An evaluation metric with 15 points in a 200-point run is past grace with the run."""
+    from tblive.judge.config import Config
+    from tblive.judge.roles import classify
+    from tblive.judge.rules._common import in_grace
+    from tblive.judge.rules._progress import run_clock
+
+    view = build({"rollout/ep_rew_mean": flat(5.0, 1.0)})
+    sparse = MetricStats()
+    sparse.update_many(np.arange(15) * 13000, np.zeros(15))
+    view["eval/success_rate"] = sparse
+    config = Config.default()
+    clock = run_clock(view, classify(view.keys(), config), config)
+    assert clock.points == N
+    assert in_grace(sparse, config) and not in_grace(sparse, config, clock)

@@ -42,8 +42,11 @@ from test_scenarios import (  # noqa: E402
     describe,
     first_critical,
     harl_happo,
+    judge_arrays,
+    log_arrays,
     lognormal,
     progress,
+    round_trip,
     sb3_ppo,
     sequence,
     sigmoid,
@@ -680,16 +683,19 @@ def run_case(sc: Scenario, length: int, seed: int) -> List[Prefix]:
             return judge_resumed(Path(tmp), length, seed, sc.prefixes)
         logdir = Path(tmp) / "run"
         log = sc.build(length, seed)
-        if sc.verbatim:
-            write_verbatim(log, logdir)
-        else:
-            write(log, logdir)
         config = None
         if sc.expected_steps or (sc.name, length) in PLANNED:
             config = Config.default()
             config.grace.expected_steps = int(
                 max(int(st[-1]) for st, _ in list(log.plain.values()) + list(log.grouped.values()))
             )
+        if not sc.verbatim and not round_trip(sc, length, seed):
+            arrays = log_arrays(log)
+            return judge_arrays("run", arrays, False, sc.prefixes, config, time_axis=False)
+        if sc.verbatim:
+            write_verbatim(log, logdir)
+        else:
+            write(log, logdir)
         return judge_prefixes(logdir, sc.prefixes, config)
 
 

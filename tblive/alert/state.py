@@ -14,8 +14,9 @@ Contract:
 * :class:`StateStore` -- one JSON file ``{"version", "logdir", "tracker", "outbox"}`` written
   atomically (:func:`tblive.atomic.write_atomically`: temporary file + rename; mode 0o600, as
   ``mkstemp`` creates it) whenever the tracker or the outbox
-  changes; ``path=None`` keeps everything in memory (the in-process monitor, whose state goes
-  into the framework checkpoint instead).  :meth:`StateStore.load` never raises: a missing
+  changes; ``path=None`` (or a path that is not a regular file, e.g. ``/dev/null``) keeps
+  everything in memory (the in-process monitor, whose state goes into the framework
+  checkpoint instead).  :meth:`StateStore.load` never raises: a missing
   file is a clean start, a corrupt or unreadable one a clean start with a warning.
 """
 
@@ -225,6 +226,10 @@ class StateStore:
     """
 
     def __init__(self, path: Optional[str], logdir: str = "", coalesce: float = 1.0) -> None:
+        if path and os.path.exists(path) and not os.path.isfile(path):
+            # ``--state-file /dev/null``: keep no state (and never replace a device node)
+            logger.info("alert state file %s is not a regular file: state kept in memory", path)
+            path = None
         self.path = path
         self.coalesce = coalesce
         self._last_save = 0.0

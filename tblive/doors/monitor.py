@@ -756,7 +756,10 @@ class Monitor:
                 message = "training ended with %s: %s" % (type(error).__name__, error)
             else:
                 message = verdict.summary if verdict is not None else ""
-            self.engine.lifecycle(self.name, "finished", message=message, now=_now())
+            if self._processed or error is not None:
+                # (a monitor that never saw a point -- the parent process of a ddp_spawn
+                # job, a script stopped before logging -- has nothing to announce)
+                self.engine.lifecycle(self.name, "finished", message=message, now=_now())
             report = self.report()
             path = self._report_file()
             if path:

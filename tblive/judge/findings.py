@@ -108,9 +108,20 @@ class Verdict:
                 critical,
                 "" if critical == 1 else "s",
             )
+        if self.not_judged and warning == 1:
+            return (
+                "NOT JUDGED: no reward, success rate or train/validation loss was recognized; "
+                "only numerical checks ran."
+            )
         if warning:
             return "WARNING: %d warning%s found. Training may have issues." % (
                 warning,
                 "" if warning == 1 else "s",
             )
         return "OK: No significant issues detected."
+
+    @property
+    def not_judged(self) -> bool:
+        """The run's learning was not judged (no primary signal recognized); see the
+        ``Judged`` check."""
+        return any(f.details.get("not_judged") for f in self.findings)

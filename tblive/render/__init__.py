@@ -1,1 +1,1 @@
-"""Rendering: verdicts and statistics as text, JSON and side-by-side comparisons."""
+"""Rendering: verdicts and statistics as text, JSON, HTML with plots, and comparisons."""

@@ -247,6 +247,20 @@ class MetricFigures:
             )
         return history_of(self._rec[: self._nb], open_bucket, self._first_step or 0)
 
+    def _levels(self, include_partial: bool) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(finite counts, means, mean steps) of the buckets with finite values, for reading
+        right away (the arrays may be views of the live history)."""
+        rec = self._rec[: self._nb]
+        counts, means, sums = rec["nf"], rec["mean"], rec["step_sum"]
+        if self._o_nf and (include_partial or 2 * self._o_nf >= self._width):
+            counts = np.append(counts, self._o_nf)
+            means = np.append(means, self._o_mean)
+            sums = np.append(sums, self._o_step_sum)
+        if np.count_nonzero(counts) < counts.size:
+            keep = counts > 0
+            counts, means, sums = counts[keep], means[keep], sums[keep]
+        return counts, means, sums / np.maximum(counts, 1)
+
     def history(self) -> History:
         """The bounded history (<= history_buckets entries, step order, finite values only).
 
@@ -266,11 +280,11 @@ class MetricFigures:
         return self._m_head
 
     def _head(self) -> float:
-        hist = self.history()
-        if hist.counts.size == 0:
+        counts, means, _ = self._levels(include_partial=True)
+        if counts.size == 0:
             return NAN
         target = max(1, int(math.ceil(HEAD_TAIL_FRACTION * self.finite_count)))
-        return leading_mean(hist.counts, hist.means, target)
+        return leading_mean(counts, means, target)
 
     def tail_value(self) -> float:
         """Smoothed end: mean of the last ~10% of finite points (memoised).
@@ -291,8 +305,8 @@ class MetricFigures:
         target = max(1, int(math.ceil(HEAD_TAIL_FRACTION * total)))
         if target <= self._flen:
             return float(self.recent_values()[-target:].mean())
-        hist = self.history()
-        return leading_mean(hist.counts[::-1], hist.means[::-1], target)
+        counts, means, _ = self._levels(include_partial=True)
+        return leading_mean(counts[::-1], means[::-1], target)
 
     def relative_change(self) -> Optional[float]:
         """(tail - head) / |head|; None when there is no data or head is 0."""
@@ -344,8 +358,7 @@ class MetricFigures:
             key = ("trend", part, min_strength, material_fraction, volatile_fraction)
             if self._memo is not None and self._m_version == self.version and key in self._memo:
                 return self._memo[key]
-        hist = self._history_arrays(include_partial=False)
-        x, y = hist.steps, hist.means
+        _, y, x = self._levels(include_partial=False)
         if part == "recent" and x.size:
             cutoff = x[-1] - RECENT_SPAN_FRACTION * (x[-1] - x[0])
             start = min(int(np.searchsorted(x, cutoff, side="left")), max(0, x.size - 4))

@@ -145,11 +145,13 @@ def judge_trend(
         strength = INF if change != 0 else 0.0
     s = float(np.count_nonzero(dy > 0) - np.count_nonzero(dy < 0))
     ordered = np.sort(y)
-    edges = np.flatnonzero(np.diff(ordered)) + 1
-    ties = np.diff(np.concatenate(([0], edges, [n]))).astype(np.float64)
-    variance = (
-        n * (n - 1) * (2 * n + 5) - float((ties * (ties - 1) * (2 * ties + 5)).sum())
-    ) / 18.0
+    repeated = ordered[1:] == ordered[:-1]
+    tie_term = 0.0
+    if repeated.any():  # groups of equal values lower the variance of S
+        edges = np.flatnonzero(~repeated) + 1
+        ties = np.diff(np.concatenate(([0], edges, [n]))).astype(np.float64)
+        tie_term = float((ties * (ties - 1) * (2 * ties + 5)).sum())
+    variance = (n * (n - 1) * (2 * n + 5) - tie_term) / 18.0
     z = (s - math.copysign(1.0, s)) / math.sqrt(variance) if variance > 0 and s != 0 else 0.0
     tau = s / (n * (n - 1) / 2.0)
     significant = abs(z) > _Z_95 and strength >= min_strength

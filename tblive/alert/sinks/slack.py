@@ -7,9 +7,10 @@ Contract:
   ``base_url`` points the bot-token client at another API root (tests, Slack-compatible
   servers); it must end with ``/api/``-like root (``http://127.0.0.1:8080/api/``).
   The environment (``SLACK_WEBHOOK_URL``, ``SLACK_BOT_TOKEN``, ``SLACK_API_BASE_URL``) is read by
-  :meth:`tblive.alert.engine.SinkSettings.from_environment`, not here.
+  :meth:`tblive.alert.settings.AlertSettings.from_env`, not here.
 * Messages are Block Kit (:func:`build_blocks`: header with status emoji and title, fields
-  run/status/host/step, one bullet per finding, the key metric's sparkline) and always carry
+  run/status/host/step, one bullet per changed check (digest), run (start-up digest) or
+  finding, the key metric's sparkline) and always carry
   the plain ``text`` fallback (:func:`fallback_text`).
 * One attempt per ``send``: slack-sdk's own retry handlers are switched off (the dispatcher
   is the one retry layer, and slack-sdk's rate-limit sleep would overrun the shutdown

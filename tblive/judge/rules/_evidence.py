@@ -108,7 +108,6 @@ def learning_progress(
 ) -> Progress:
     """The learning state of the primary signals (see the module docstring)."""
     success_tags = {ref.tag for ref in roles.success}
-    peak_drop = config.threshold("reward", "peak_drop")
     evidence: List[str] = []
     holding: List[str] = []
     checked: List[str] = []
@@ -119,7 +118,7 @@ def learning_progress(
             continue
         kind = "success" if tag in success_tags else "reward"
         scale = success_scale(stats) if kind == "success" else 1.0
-        state = signal_state(tag, stats, kind, scale, peak_drop=peak_drop)
+        state = signal_state(tag, stats, kind, scale)
         if state is None:
             continue
         checked.append(tag)

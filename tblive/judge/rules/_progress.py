@@ -67,10 +67,15 @@ class RunClock:
     def span(self) -> str:
         """``"steps 0..30000"`` plus the planned share when known."""
         text = "steps %d..%d" % (self.first_step, self.last_step)
-        if self.share is not None:
+        if self.finished and self.planned_source == OWN_LENGTH:
+            text += ", finished"
+        elif self.share is not None:
             text += ", %.0f%% of the planned %d" % (100 * min(self.share, 9.99), self.planned)
         return text
 
+
+#: ``planned_source`` of a finished run judged over its own length (no planned length known).
+OWN_LENGTH = "the finished run's own length"
 
 _CADENCE_ROLES = ("main_reward", "reward", "success", "entropy", "value_loss", "policy_loss")
 
@@ -102,7 +107,7 @@ def run_clock(
         planned, source = int(config.grace.expected_steps), "grace.expected_steps"
     finished = bool(context is not None and context.finished)
     if finished and planned <= 0:
-        planned, source = last, "the finished run's own length"
+        planned, source = last, OWN_LENGTH
     state = context.state if context is not None else ""
     return RunClock(points, first, last, planned, source, finished, state)
 
@@ -132,12 +137,14 @@ class SignalState:
     holding: bool
     lost: float  # share of the gain lost since the best (0 when it did not rise)
     delta: float = 0.0  # the noise margin used (at least the signal's resolution)
+    trend_gain: bool = False  # a significant climb over the whole run, by 3x the noise
 
     @property
     def net_gain(self) -> bool:
         """The current level is above the early level by more than three times the noise
-        (both are means at the noise's scale: a clear, not a lucky, difference)."""
-        return self.current - self.early > 3.0 * self.delta
+        (both are means at the noise's scale: a clear, not a lucky, difference), or the whole
+        run climbs significantly by that much."""
+        return self.current - self.early > 3.0 * self.delta or self.trend_gain
 
     @property
     def flat(self) -> bool:
@@ -221,13 +228,45 @@ def block_noise(means: np.ndarray, counts: np.ndarray, window: int) -> float:
     return float(np.mean(estimates)) if estimates else 0.0
 
 
+#: Fewest block means a monotone-trend test is run on.
+MIN_TREND_BLOCKS = 6
+#: Two-sided 95% normal quantile (Mann-Kendall significance).
+_Z95 = 1.959963984540054
+
+
+def _block_means(means: np.ndarray, counts: np.ndarray, window: int) -> np.ndarray:
+    """Non-overlapping block means of ``window`` history buckets (the last block may be short)."""
+    if window <= 1:
+        return means
+    out = []
+    for start in range(0, means.size, window):
+        w = counts[start : start + window]
+        out.append(float((means[start : start + window] * w).sum() / max(float(w.sum()), 1e-300)))
+    return np.asarray(out, dtype=np.float64)
+
+
+def _climbs(values: np.ndarray, margin: float) -> bool:
+    """A significant upward Mann-Kendall trend whose Theil-Sen change exceeds ``margin``."""
+    n = values.size
+    if n < MIN_TREND_BLOCKS:
+        return False
+    i, j = np.triu_indices(n, k=1)
+    diff = values[j] - values[i]
+    s = float(np.sign(diff).sum())
+    var = n * (n - 1) * (2 * n + 5) / 18.0
+    z = (s - np.sign(s)) / math.sqrt(var)
+    if z <= _Z95:
+        return False
+    slope = float(np.median(diff / (j - i)))
+    return slope * (n - 1) > margin
+
+
 def signal_state(
     tag: str,
     stats: MetricStats,
     kind: str,
     scale: float = 1.0,
     sign: float = 1.0,
-    peak_drop: float = 0.3,
 ) -> Optional[SignalState]:
     """Learning state of one primary signal, None with fewer than 4 finite points."""
     if stats.finite_count < 4:
@@ -258,6 +297,11 @@ def signal_state(
     # the early level: the first 5% of the points (at least 3; the noise margin is measured
     # at that scale), before most initial rises
     early = float(smooth[0])
+    # a rise inside the first block: the first bucket is the level before it when it lies
+    # clearly (3x the noise) below every other bucket of the block
+    rest = means[1:window]
+    if rest.size and float(means[0]) < float(rest.min()) - 3.0 * delta:
+        early = float(means[0])
     record, record_step = float(smooth[0]), int(steps[0])
     for level, step in zip(smooth[1:].tolist(), steps[1:].tolist()):
         if level > record + delta:
@@ -282,8 +326,22 @@ def signal_state(
         improving = rose and float(recent_levels.max()) > best_before + margin
     else:
         improving = rose and (last_step - record_step) <= RECENT_SHARE * span
+    # a steady climb is learning too, even when no single stretch beats the best before it by
+    # much: a significant monotone trend of the block means (de-correlated at the smoothing
+    # scale) over the recent half, by more than twice the noise, is improving now; over the
+    # whole run, by more than three times the noise, it is a net gain
+    blocks = _block_means(means, counts, window)
+    half = blocks[-max(MIN_TREND_BLOCKS, blocks.size // 2) :]
+    climbing = _climbs(half, 2.0 * delta)
+    trend_gain = _climbs(blocks, 3.0 * delta)
+    improving = improving or climbing
+    rose = rose or trend_gain
+    if not rose:
+        improving = False
+    gain = max(gain, 0.0)
     lost = (best - current) / gain if rose and gain > 0 else 0.0
-    holding = rose and not improving and lost < HOLD_SHARE and current - early > 3.0 * delta
+    net = current - early > 3.0 * delta or trend_gain
+    holding = rose and not improving and lost < HOLD_SHARE and net
     return SignalState(
         tag=tag,
         kind=kind,
@@ -301,11 +359,8 @@ def signal_state(
         holding=holding,
         lost=lost,
         delta=delta,
+        trend_gain=trend_gain,
     )
-
-
-def finite_or_nan(value: Optional[float]) -> float:
-    return float(value) if value is not None and math.isfinite(value) else math.nan
 
 
 def primary_tags(roles: Roles) -> List[str]:

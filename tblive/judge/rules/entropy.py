@@ -2,10 +2,10 @@
 
 Works on entropy, on SB3's ``entropy_loss`` (= -entropy, sign flipped) and on Gaussian action
 std (an entropy proxy). A significant rise of at least ``rise`` (relative) is:
-* WARNING while the run clearly learns (main reward, success or a reward component rises) --
-  many successful runs (e.g. MAPush MAPPO) raise a learnable std all run long;
+* WARNING while a primary signal (main return, success, evaluation return) improves now or
+  keeps its gain -- many successful runs (e.g. MAPush MAPPO) raise a learnable std all run long;
 * CRITICAL when nothing improves and the run's failure signs have persisted long enough (see
-  ``_common.Evidence``: rising entropy alone needs 3x the grace period, with zero success or a
+  ``_evidence.Evidence``: rising entropy alone needs 3x the grace period, with zero success or a
   dead reward component 2x, with both 1x); WARNING before that.
 Entropy that collapses to ``collapse`` of its early level while the reward does not improve
 is a WARNING (premature convergence). Otherwise falling or stable entropy is OK.

@@ -9,7 +9,9 @@ there is no reward to fit yet, then settles at a normal level, has not exploded)
 * a spike (largest history level >= ``spike`` x the median level): WARNING;
 * tail <= ``vanish_factor`` x the median level, below its head, with a significant trend:
   WARNING (vanishing).
-Norms that are exactly zero on most updates are left to Frozen Gradients.
+A norm exactly zero on at least ``NONZERO_JUDGED`` of its updates (agents updated in turns) is
+judged on its non-zero updates (blow-ups hide behind zeros: early peaks vs the recent non-zero
+values, same thresholds); that it is frozen is Frozen Gradients' to say.
 """
 
 from __future__ import annotations

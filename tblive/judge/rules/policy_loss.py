@@ -1,5 +1,7 @@
-"""Policy Loss: vanishing gradients.
+"""Policy Loss: blow-ups (on the non-zero updates) and vanishing gradients.
 
+* |loss| on its non-zero updates grows ``grad_norm.blowup`` (1000x) beyond what the returns'
+  growth explains, or reaches ``BLOWUP_ABS``: CRITICAL at any time; 100x: WARNING.
 * Exactly zero on at least ``zero_share_critical`` of the updates, after grace: CRITICAL;
   on at least ``zero_share_warning``: WARNING.
 * Recent |values| all below ``vanish_abs`` (at least 8 points): WARNING.

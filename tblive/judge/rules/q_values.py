@@ -104,7 +104,10 @@ def check(
                 details,
             )
         return Judgement(
-            Status.OK, "%s: %s -> %s; bounded." % (ref.tag, fmt(head), fmt(tail)), details
+            Status.OK,
+            "%s: %s -> %s (|x| x%s, below the x%s threshold)."
+            % (ref.tag, fmt(head), fmt(tail), fmt(growth), fmt(warn)),
+            details,
         )
 
     return judge_all(NAME, refs, view, judge)

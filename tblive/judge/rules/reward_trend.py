@@ -1,18 +1,18 @@
-"""Reward Trend: stagnant or decreasing main reward means no learning.
+"""Reward Trend: is the main return improving now, holding, flat, falling or collapsed?
 
-The main reward is the highest-priority reward tag (per agent when logged per agent).
-* Significant rise of at least ``min_change`` (relative): OK, unless it then fell ``peak_drop``
-  of its range from its best level (WARNING).
-* Fall of at least ``min_change`` (a significant trend and more than 2 recent standard
-  deviations: rolling means are autocorrelated): WARNING while success/components improve or
-  until the run's failure signs have persisted long enough (``_common.Evidence``), then
-  CRITICAL.
-* A reward that clearly rose and then lost ``peak_drop`` of that gain: WARNING; lost
-  ``collapse`` of it (back near where it started) and stayed there (median of the last tenth
-  of the run, 5 to ``grace.min_points`` points) without recovering, past grace, with nothing else improving and no curriculum
-  step (a harder lesson lowers the reward): CRITICAL (keep the best checkpoint).
-* Neither (stagnant): OK in grace, WARNING after (a sparse reward with at least 8 points
-  follows the grace of the run's densest metric).
+The main reward is the highest-priority reward tag (per agent when logged per agent); its
+learning state comes from ``_progress.signal_state`` (judged against its own noise):
+* improving now (a new best beyond its noise in the last quarter of the run): OK;
+* rose and keeps more than half its gain without new bests: OK, said as *holding*, never as
+  improving (a converged run or a plateau);
+* rose clearly (4x its noise, the best level held for 10% of the points or beyond doubt) and
+  lost ``peak_drop`` of the gain: WARNING; lost ``collapse`` of it and stayed down for a fifth of
+  the run so far (10 to ``grace.min_points`` points, or ``grace.fraction`` of the planned
+  length), not recovering, past grace, nothing else improving, no curriculum step: CRITICAL;
+* falling by ``min_change`` (a significant trend and more than 2 recent standard deviations):
+  WARNING until the run's failure signs have lasted (``_evidence.Evidence``), then CRITICAL;
+* no net improvement (flat within three times its noise, at any offset and scale, or back at
+  its early level): OK in grace, WARNING after, CRITICAL once the failure signs have lasted.
 """
 
 from __future__ import annotations
@@ -112,28 +112,30 @@ def check(
                 pct(collapse if lost >= collapse else peak_drop).lstrip("+"),
             )
             # collapsed for good: the collapsed level has lasted in run progress (a fifth of the
-            # run so far, 10 to grace.min_points points, or grace.fraction of the planned
-            # length), at least 4 in
-            # 5 of those points sit there, and it is not recovering (a dip that bounces back is
-            # a dip, and healthy runs have dips of a few points)
+            # run so far, 10 to grace.min_points points; with the planned length known, also
+            # twice grace.fraction of it: healthy runs dip for ~10%), all of those points (95%)
+            # sit there, and it is not recovering (a dip that bounces back is a dip)
             values = np.asarray(stats.recent_values(), dtype=np.float64)
             values = values[np.isfinite(values)]
+            span = max(10, min(config.grace.min_points, clock.points // 5))
             if clock.planned > 0 and stats.last_step is not None:
-                since = stats.last_step - config.grace.fraction * clock.planned
+                since = stats.last_step - 2.0 * config.grace.fraction * clock.planned
                 hist = stats.history()
-                span = max(5, int(np.sum(hist.counts[hist.last_steps >= since])))
-            else:  # a fifth of the run so far, 5 points to the grace length
-                span = max(10, min(config.grace.min_points, clock.points // 5))
+                span = max(span, int(np.sum(hist.counts[hist.last_steps >= since])))
             span = min(span, max(values.size, 5))
             floor = best - collapse * gain
             window = values[-span:]
             stays_down = (
                 values.size >= span
                 and float(np.median(window)) <= floor
-                and float(np.mean(window <= floor)) >= 0.8
+                and float(np.mean(window <= floor)) >= 0.95
             )
+            # recovering: a significant recent rise worth a fifth of the lost gain (an uptick of
+            # noise on the collapsed level is not a recovery)
             recent = stats.trend("recent")
-            recovering = bool(recent.significant and recent.change > 0)
+            recovering = bool(
+                recent.significant and recent.change > 0.2 * max(best - float(tail), 0.0)
+            )
             lessons = [
                 r.tag
                 for r in roles.curriculum
@@ -255,6 +257,13 @@ def check(
                     stats.finite_count,
                     clock.span(),
                 )
+            )
+        elif state is not None and stats.max == stats.min:
+            flat = "%s stays at exactly %s over %d points (%s)" % (
+                ref.tag,
+                fmt(stats.max),
+                stats.finite_count,
+                clock.span(),
             )
         else:
             flat = (

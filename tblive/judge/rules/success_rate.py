@@ -1,11 +1,14 @@
-"""Success Rate: zero or low success means the training failed.
+"""Success Rate: zero, near-zero, low or collapsing success means the task is not solved.
 
-* Success that never left zero is CRITICAL only when nothing improves (reward, another success
-  metric, a reward component) and the run's failure signs have persisted long enough (see
-  ``_common.Evidence``: zero success alone needs 3x the grace period, with rising entropy or a
-  dead reward component 2x, with both 1x); WARNING before that.
-* Low success (recent mean below ``low``) that is not rising: WARNING.
-* Success whose smoothed tail fell ``drop`` below its best level: WARNING.
+* Exactly 0 over a **finished** run (at least 3 points): CRITICAL, whatever else improved.
+* Exactly 0 otherwise: WARNING in grace or while a primary signal improves now; CRITICAL when
+  nothing improves now and the run's failure signs have lasted (``_evidence.Evidence``; a
+  return that only holds a plateau does not excuse it).
+* Never clearly left ~0 (best level below ``low`` plus its noise, now below ``low``): the same,
+  past grace.
+* A warm start lost: down to half its early level and at least ``drop`` below it, staying there
+  and not recovering: CRITICAL past grace when nothing improves now, WARNING otherwise.
+* Low (recent mean below ``low``) and not rising, or ``drop`` below its best level: WARNING.
 Success logged in percent (max > 1) is scaled to [0, 1].
 """
 
@@ -86,13 +89,13 @@ def check(
                     "failure. Watch it." % (ref.tag, span, grace_text(config, clock)),
                     details,
                 )
-            if clock.finished:
+            if clock.finished and stats.finite_count >= 3:
                 return Judgement(
                     Status.CRITICAL,
-                    "%s never left 0 over the finished run (%s, %s): the task was never "
-                    "solved, whatever else changed (%s). Try: check the success criterion and "
-                    "reward shaping, or a simpler curriculum stage."
-                    % (ref.tag, span, clock.span(), progress.describe()),
+                    "%s never left 0 over the finished run (%s): the task was never solved, "
+                    "whatever else changed (%s). Try: check the success criterion and reward "
+                    "shaping, or a simpler curriculum stage."
+                    % (ref.tag, span, progress.describe()),
                     details,
                 )
             if progress.improving:
