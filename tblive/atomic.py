@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from typing import IO, Callable
 
-__all__ = ["write_atomically"]
+__all__ = ["write_atomically", "write_atomically_with"]
 
 
 def write_atomically(path: str, text: str) -> None:
@@ -17,6 +18,12 @@ def write_atomically(path: str, text: str) -> None:
     ``os.replace``; the temporary file is removed if anything fails.  Creates the directory.
     Raises OSError (the caller decides how loud to be).
     """
+    write_atomically_with(path, lambda stream: stream.write(text))
+
+
+def write_atomically_with(path: str, write: Callable[[IO[str]], object]) -> None:
+    """Like :func:`write_atomically`, but ``write(stream)`` writes the content (a big JSON
+    document can be streamed with ``json.dump`` instead of built as one string first)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     handle, temporary = tempfile.mkstemp(
@@ -24,7 +31,7 @@ def write_atomically(path: str, text: str) -> None:
     )
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
+            write(stream)
         os.replace(temporary, path)
     except BaseException:
         try:

@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 import time
-from typing import Any, List, NoReturn, Optional, Sequence
+from typing import IO, Any, Callable, List, NoReturn, Optional, Sequence, Union
 
 from tblive import __version__
 from tblive.errors import TbliveError
@@ -64,21 +64,33 @@ def _fail(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
-def _write(path: str, text: str) -> None:
+def _write(path: str, text: Union[str, Callable[[IO[str]], object]]) -> None:
     """Write a report: ``-`` is stdout, a regular file is replaced atomically, and anything
     else that exists (``/dev/null``, ``/dev/stdout``, a FIFO) is written in place -- replacing
-    it with a file would destroy a device node."""
+    it with a file would destroy a device node.  ``text`` may be a function writing to the
+    stream (a big JSON document is streamed rather than built as one string)."""
+    write = text if callable(text) else (lambda stream: stream.write(text))
     if path == "-":
-        sys.stdout.write(text)
+        write(sys.stdout)
         sys.stdout.flush()
         return
     if os.path.exists(path) and not os.path.isfile(path):
         with open(path, "w", encoding="utf-8") as stream:
-            stream.write(text)
+            write(stream)
         return
-    from tblive.atomic import write_atomically
+    from tblive.atomic import write_atomically_with
 
-    write_atomically(path, text)
+    write_atomically_with(path, write)
+
+
+def _json_writer(document: Any) -> Callable[[IO[str]], object]:
+    """A writer of ``json.dumps(document, indent=2) + "\n"``, streamed to the stream."""
+
+    def write(stream: IO[str]) -> None:
+        json.dump(document, stream, indent=2)
+        stream.write("\n")
+
+    return write
 
 
 def _output_problem(flag: str, path: Optional[str]) -> Optional[str]:
@@ -170,7 +182,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         if args.output:
             _write(args.output, render_text(args.logdir, results, args.verbose, width=width) + "\n")
         if args.json:
-            _write(args.json, json.dumps(render_json(args.logdir, results), indent=2) + "\n")
+            _write(args.json, _json_writer(render_json(args.logdir, results)))
         if args.html:
             from tblive.render.html import render_html
 
@@ -200,7 +212,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         _print(compare_table(results, colour=_use_colour(sys.stdout)))
     try:
         if args.json:
-            _write(args.json, json.dumps(compare_to_dict(results), indent=2) + "\n")
+            _write(args.json, _json_writer(compare_to_dict(results)))
         if args.html:
             from tblive.render.html import render_compare_html
 

@@ -13,14 +13,14 @@ Contract:
   final report written, every thread it started joined).  ``clock`` (default
   ``time.monotonic``) is the one clock of every lifecycle and scheduling decision, so tests
   can drive the daemon with an injected clock instead of real seconds.
-* One loop thread does all the work: reading (:class:`~tblive.read.runs.LogDir` /
-  ``Run.poll``), judging and lifecycle, through :class:`~tblive.alert.engine.AlertEngine`.
-  Watchdog's thread only enqueues paths (:mod:`tblive.read.tail`); the sinks and the
-  Prometheus server (:mod:`tblive.doors.exporter`) run on their own threads.
-* Reading: every change event means "read that run's files from their saved offsets".  The tree
-  is also rescanned every ``rescan_interval`` seconds (and on directory events) as a backstop.
-  While LOGDIR does not exist, its existence is checked every second (and its nearest existing
-  parent is watched), so a LOGDIR created later is followed within about a second.
+* One loop thread does all the work: reading (``Run.poll``), judging and lifecycle, through
+  :class:`~tblive.alert.engine.AlertEngine`.  Watchdog's thread only enqueues paths
+  (:mod:`tblive.read.tail`); the sinks and the Prometheus server (:mod:`tblive.doors.exporter`)
+  run on their own threads.
+* Reading: :class:`~tblive.doors.follow.TreeFollower` says which runs exist and which files
+  changed; every change means "read that run's files from their saved offsets".  The tree is
+  also rescanned every ``rescan_interval`` seconds (and on directory events) as a backstop; a
+  LOGDIR created later is followed within about a second.
 * Judging: a run is judged right after a read that added points, at most once per
   ``max(min_judge_gap, 10 x its last judgement's duration)`` seconds, and when its lifecycle
   changes (the verdict gets the run's state: :class:`~tblive.judge.context.RunContext`).  A run
@@ -51,21 +51,13 @@ from tblive.alert.settings import AlertSettings, build_sinks
 from tblive.alert.state import StateStore, default_state_path
 from tblive.alert.tracker import FINISHED, LIFECYCLE_KINDS, RESUMED, AlertPolicy
 from tblive.doors.exporter import MetricsServer, RunSnapshot, snapshot
+from tblive.doors.follow import TreeFollower
 from tblive.doors.lifecycle import CRASHED, LifecyclePolicy, RunLifecycle, Transition
 from tblive.judge.config import Config
 from tblive.judge.findings import Verdict
-from tblive.read.runs import SUMMARY_JSON, LogDir, Run, is_event_file
-from tblive.read.tail import (
-    CLOSED,
-    CREATED,
-    DELETED,
-    MODIFIED,
-    REOPENED,
-    Change,
-    ChangeQueue,
-    Tail,
-)
-from tblive.run import RunRecord, find_siblings, new_stats
+from tblive.read.runs import SUMMARY_JSON, Run
+from tblive.read.tail import CLOSED, CREATED, DELETED, MODIFIED, REOPENED, Change, ChangeQueue
+from tblive.run import RunRecord, find_siblings
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +67,6 @@ EXIT_OK = 0
 MAX_SLEEP = 1.0
 #: and sleeps at least this long between timer-driven passes (file changes wake it at once)
 MIN_SLEEP = 0.02
-#: while LOGDIR does not exist, look for it this often (seconds)
-EXISTENCE_CHECK = 1.0
 
 
 @dataclass
@@ -176,12 +166,12 @@ class Watcher:
         if rescan is None:
             rescan = min(max(options.interval / 2.0, 1.0), 30.0)
         self.rescan_interval = float(rescan)
-        self.changes = ChangeQueue()
+        self.follower = TreeFollower(
+            self.path, options.poll_interval, options.verify_payload, self.rescan_interval
+        )
         self.engine: Optional[AlertEngine] = None
-        self.logdir = LogDir(self.path, new_stats, options.verify_payload)
         self.states: Dict[str, _RunState] = {}
         self._snapshots: Dict[str, RunSnapshot] = {}  # replaced, never mutated (server thread)
-        self._dirs: Dict[str, str] = {}  # source or run directory -> run name
         self._siblings: Dict[str, Dict[str, RunRecord]] = {}
         self._siblings_key: Tuple[Tuple[str, int], ...] = ()
         self._stop = threading.Event()
@@ -191,11 +181,7 @@ class Watcher:
         self._started = threading.Event()  # the loop is following the directory
         self._done = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self._tail: Optional[Tail] = None
-        self._rescan_due = 0.0
-        self._need_rescan = True
         self._wakeup = 0.0
-        self._existence_due = 0.0
         self.exit_code = EXIT_OK
         self.reports_written = 0
         self.judgements = 0
@@ -221,6 +207,11 @@ class Watcher:
         """Start the Prometheus server (if asked for); ValueError when it cannot bind."""
         if self.exporter is not None:
             self.exporter.start()
+
+    @property
+    def changes(self) -> ChangeQueue:
+        """The queue the file observer fills (``changes.wake()`` wakes the loop)."""
+        return self.follower.changes
 
     def request_stop(self) -> None:
         """Ask the loop to stop soon (safe from other threads)."""
@@ -280,11 +271,9 @@ class Watcher:
             ", ".join(self.options.alerts.channels()),
             self.state_path,
         )
-        self._tail = Tail(self.path, self.changes, self.options.poll_interval)
         try:
             self.open_exporter()
-            self._tail.start()
-            if not self._tail.watching:
+            if not self.follower.start():
                 logger.info("%s does not exist yet; waiting for it", self.path)
             self.engine.begin_startup()  # runs already bad at start: one start-up digest
             try:
@@ -300,7 +289,7 @@ class Watcher:
                 changes = self.changes.drain(timeout)
                 if self.stopping:
                     break
-                if changes or self._need_rescan or self.clock() >= self._wakeup:
+                if changes or self.follower.need_rescan or self.clock() >= self._wakeup:
                     self._step(changes)
                 if self.options.exit_when_finished and self._all_ended():
                     logger.info("every run has finished; exiting (--exit-when-finished)")
@@ -317,24 +306,23 @@ class Watcher:
         """One pass: apply changes, rescan if due, read, judge, lifecycle.  Never raises."""
         try:
             now = self.clock()
-            self._check_existence(now)
+            follower = self.follower
+            follower.check_existence(now)
             unresolved: List[Change] = []
-            dirty = self._apply_changes(changes, now, unresolved)
-            if self._need_rescan or now >= self._rescan_due:
+            dirty = self._apply_changes(follower.route(changes, unresolved), now)
+            if follower.rescan_wanted(now):
                 dirty.update(self._rescan(now))
                 # events of runs the rescan just found (created, written and closed before it)
-                dirty.update(self._apply_changes(unresolved, now))
+                dirty.update(self._apply_changes(follower.route(unresolved), now))
             for name in sorted(dirty):
                 self._read(name)
             now = self.clock()
-            wakeup = self._rescan_due
+            wakeup = follower.wakeup()
             for state in list(self.states.values()):
                 if now >= self._due(state):
                     self._maybe_judge(state, now)
                     self._tick_lifecycle(state, now)
                 wakeup = min(wakeup, self._due(state))
-            if self._tail is not None and not self._tail.watching:
-                wakeup = min(wakeup, self._existence_due)
             self._wakeup = wakeup
         except Exception:
             self._wakeup = self.clock() + MAX_SLEEP
@@ -343,77 +331,42 @@ class Watcher:
     def _due(self, state: _RunState) -> float:
         return min(self._judge_due(state), state.life.due())
 
-    def _check_existence(self, now: float) -> None:
-        """While LOGDIR is missing, look for it every :data:`EXISTENCE_CHECK` seconds."""
-        tail = self._tail
-        if tail is None or tail.watching or now < self._existence_due:
-            return
-        self._existence_due = now + EXISTENCE_CHECK
-        if tail.ensure_watching():
-            self._need_rescan = True
-
     # -- changes and discovery ------------------------------------------------------------
 
-    @property
-    def _closes_visible(self) -> bool:
-        return self._tail is not None and self._tail.closes_visible
-
-    def _apply_changes(
-        self, changes: List[Change], now: float, unresolved: Optional[List[Change]] = None
-    ) -> Set[str]:
-        """Note what ``changes`` say about each run; returns the runs to read.  Changes in
-        folders no run has yet ask for a rescan and go to ``unresolved``."""
+    def _apply_changes(self, routed: List[Tuple[str, Change]], now: float) -> Set[str]:
+        """Feed what happened to each run's files to its lifecycle; returns the runs to read."""
         dirty: Set[str] = set()
-        for change in changes:
-            if change.is_directory:
-                self._need_rescan = True
-                continue
-            name = os.path.basename(change.path)
-            if not (is_event_file(name) or name == SUMMARY_JSON):
-                continue
-            run_name = self._dirs.get(os.path.dirname(change.path))
-            if run_name is None:
-                if change.kind != DELETED:
-                    self._need_rescan = True  # an event file in a folder no run has yet
-                if unresolved is not None:
-                    unresolved.append(change)
-                continue
+        closes_visible = self.follower.closes_visible
+        for run_name, change in routed:
             state = self.states.get(run_name)
             if state is None:
                 continue
             dirty.add(run_name)
-            if name == SUMMARY_JSON:
+            life = state.life
+            if os.path.basename(change.path) == SUMMARY_JSON:
                 if change.kind != DELETED:
-                    state.life.summary(now)
+                    life.summary(now)
             elif change.kind == CLOSED:
-                state.life.closed(change.path, now)
+                life.closed(change.path, now)
             elif change.kind == REOPENED:  # closed and written again since the last drain
-                state.life.closed(change.path, now)
-                state.life.wrote(change.path)
+                life.closed(change.path, now)
+                life.wrote(change.path)
             elif change.kind == DELETED:
-                state.life.deleted(change.path)
-            elif change.kind in (MODIFIED, CREATED) and self._closes_visible:
-                state.life.wrote(change.path)  # only a close can take it out again
+                life.deleted(change.path)
+            elif change.kind in (MODIFIED, CREATED) and closes_visible:
+                life.wrote(change.path)  # only a close can take it out again
         return dirty
 
     def _policy(self) -> LifecyclePolicy:
         return LifecyclePolicy(
             stall_after=self.options.stall_after,
             settle=self.options.finish_settle,
-            closes_visible=self._closes_visible,
+            closes_visible=self.follower.closes_visible,
         )
 
     def _rescan(self, now: float) -> Set[str]:
         """Backstop: re-discover runs and read every run; returns the runs to read."""
-        self._need_rescan = False
-        self._rescan_due = now + self.rescan_interval
-        if self._tail is not None:
-            self._tail.ensure_watching()
-        try:
-            added, gone = self.logdir.rescan()
-        except OSError as error:
-            logger.warning("cannot scan %s: %s (will retry)", self.path, error)
-            return set()
+        added, gone = self.follower.rescan(now)
         for name in gone:
             logger.warning(
                 "run '%s' is gone (its directory was removed, or it is now part of another "
@@ -427,18 +380,13 @@ class Watcher:
         for run in added:
             self.states[run.name] = self._new_state(run, now)
             logger.info("following run '%s' (%s)", run.name, run.path)
-        self._dirs = {}
-        for name, run in self.logdir.runs.items():
-            self._dirs[run.path] = name
-            for source in run.layout.sources:
-                self._dirs[source.path] = name
         new_names = {run.name for run in added}
         for run in added:
             self._read(run.name, initial=True)
         return set(self.states) - new_names
 
     def _new_state(self, run: Run, now: float) -> _RunState:
-        age = self._files_age(run)
+        age = self.follower.files_age(run)
         record = RunRecord.from_reader(run)
         return _RunState(
             run=run,
@@ -446,21 +394,6 @@ class Watcher:
             life=RunLifecycle(self._policy(), now - (age or 0.0)),
             last_data_wall=self.wall() - (age or 0.0),
         )
-
-    @staticmethod
-    def _files_age(run: Run) -> Optional[float]:
-        """Seconds since the run's newest event file (or summary.json) was modified."""
-        newest = None
-        for source in run.layout.sources:
-            try:
-                with os.scandir(source.path) as entries:
-                    for entry in entries:
-                        if is_event_file(entry.name) or entry.name == SUMMARY_JSON:
-                            mtime = entry.stat().st_mtime
-                            newest = mtime if newest is None else max(newest, mtime)
-            except OSError:
-                continue
-        return None if newest is None else max(time.time() - newest, 0.0)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -676,8 +609,7 @@ class Watcher:
 
     def _shutdown(self) -> None:
         """Stop following, read and judge what is left, report, flush alerts."""
-        if self._tail is not None:
-            self._tail.stop(timeout=5.0)
+        self.follower.stop(timeout=5.0)
         try:
             for name, state in list(self.states.items()):
                 self._read(name)

@@ -11,16 +11,26 @@ functions of numpy arrays, no I/O.
 from __future__ import annotations
 
 import math
+import struct
 from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["BUCKET", "History", "append_blocks", "chan", "merge_pairs", "merge_summaries"]
+__all__ = [
+    "BUCKET",
+    "NARROW_BUCKET",
+    "History",
+    "append_blocks",
+    "chan",
+    "fit",
+    "merge_pairs",
+    "merge_summaries",
+]
 
 INF = float("inf")
 NAN = float("nan")
 
-#: One closed history bucket (68 bytes).
+#: One closed history bucket at its widest (68 bytes).
 BUCKET = np.dtype(
     [
         ("last_step", "<i8"),
@@ -35,6 +45,79 @@ BUCKET = np.dtype(
         ("zero", "<i4"),
     ]
 )
+#: The same record as narrow as the figures allow (46 bytes): steps in int32, min / max /
+#: last value in float32 (exact for values read from event files, which are float32), counts
+#: in uint16.  A field widens to its :data:`BUCKET` type the first time a figure would not be
+#: held exactly (:func:`fit`), so every stored figure is the one computed, bit for bit.
+NARROW_BUCKET = np.dtype(
+    [
+        ("last_step", "<i4"),
+        ("step_sum", "<f8"),
+        ("mean", "<f8"),
+        ("m2", "<f8"),
+        ("min", "<f4"),
+        ("max", "<f4"),
+        ("last_value", "<f4"),
+        ("nf", "<u2"),
+        ("nan", "<u2"),
+        ("zero", "<u2"),
+    ]
+)
+_VALUE_FIELDS = ("min", "max", "last_value")
+_COUNT_FIELDS = ("nf", "nan", "zero")
+_F32 = struct.Struct("<f")
+_I32 = np.iinfo(np.int32)
+
+
+def _f32_exact(value: float) -> bool:
+    """Whether float32 holds ``value`` exactly (NaN and +-Inf included)."""
+    try:
+        return _F32.unpack(_F32.pack(value))[0] == value or value != value
+    except OverflowError:
+        return False
+
+
+def f32_exact_array(values: np.ndarray) -> bool:
+    """Whether float32 holds every value of a float64 array exactly."""
+    with np.errstate(over="ignore"):
+        narrow = values.astype(np.float32)
+    return bool(np.array_equal(narrow, values, equal_nan=True))
+
+
+def fit(
+    rec: np.ndarray,
+    exact_f32: bool = True,
+    steps: Tuple[int, int] = (0, 0),
+    counts: int = 0,
+) -> np.ndarray:
+    """``rec``, or a copy with wider fields, able to hold the figures about to be stored.
+
+    ``exact_f32``: the min / max / last values to store are exact in float32; ``steps``:
+    the lowest and highest step to store; ``counts``: the largest count to store.
+    """
+    dtype = rec.dtype
+    wide = []
+    if not exact_f32 and dtype["min"] != BUCKET["min"]:
+        wide.extend(_VALUE_FIELDS)
+    if dtype["last_step"] != BUCKET["last_step"] and (steps[0] < _I32.min or steps[1] > _I32.max):
+        wide.append("last_step")
+    if counts > np.iinfo(dtype["nf"]).max:
+        wide.extend(_COUNT_FIELDS)
+    if not wide:
+        return rec
+    out = np.zeros(
+        rec.shape[0],
+        np.dtype([(name, BUCKET[name] if name in wide else dtype[name]) for name in dtype.names]),
+    )
+    for name in dtype.names:
+        out[name] = rec[name]
+    return out
+
+
+def fit_scalars(rec: np.ndarray, values: Tuple[float, ...], step: int, counts: int) -> np.ndarray:
+    """:func:`fit` for one bucket's figures, checked without numpy (the per-point path)."""
+    exact = rec.dtype["min"] == BUCKET["min"] or all(_f32_exact(value) for value in values)
+    return fit(rec, exact, (step, step), counts)
 
 
 class History(NamedTuple):
@@ -106,8 +189,8 @@ def merge_pairs(rec: np.ndarray, count: int) -> int:
     out["min"] = np.minimum(a["min"], b["min"])
     out["max"] = np.maximum(a["max"], b["max"])
     out["step_sum"] = a["step_sum"] + b["step_sum"]
-    for name in ("nf", "nan", "zero"):
-        out[name] = a[name] + b[name]
+    for name in _COUNT_FIELDS:  # in int64: the sums may not fit the field (see fit)
+        out[name] = a[name].astype(np.int64) + b[name]
     out["last_step"] = b["last_step"]
     out["last_value"] = b["last_value"]
     return half
@@ -172,8 +255,10 @@ def history_of(
     series' first step.
     """
     counts = rec["nf"].astype(np.int64)
-    means, mins, maxs = rec["mean"], rec["min"], rec["max"]
-    step_sums, last_steps = rec["step_sum"], rec["last_step"]
+    means, step_sums = rec["mean"], rec["step_sum"]
+    mins = rec["min"].astype(np.float64)
+    maxs = rec["max"].astype(np.float64)
+    last_steps = rec["last_step"].astype(np.int64)
     if open_bucket is not None:
         nf, mean, low, high, step_sum, last = open_bucket
         counts = np.append(counts, nf)

@@ -11,7 +11,7 @@ window's figures) are memoised until the statistics next change (see
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -23,11 +23,12 @@ from tblive.series.trend import (
     VOLATILE_NOISE_FRACTION,
     Trend,
     judge_trend,
+    judge_trends,
 )
 from tblive.textfmt import finite as _none_if_not_finite
 from tblive.textfmt import format_number
 
-__all__ = ["HEAD_TAIL_FRACTION", "MetricFigures", "RecentFigures"]
+__all__ = ["HEAD_TAIL_FRACTION", "MetricFigures", "RecentFigures", "memoise_trends"]
 
 NAN = float("nan")
 
@@ -251,7 +252,7 @@ class MetricFigures:
         """(finite counts, means, mean steps) of the buckets with finite values, for reading
         right away (the arrays may be views of the live history)."""
         rec = self._rec[: self._nb]
-        counts, means, sums = rec["nf"], rec["mean"], rec["step_sum"]
+        counts, means, sums = rec["nf"].astype(np.int64), rec["mean"], rec["step_sum"]
         if self._o_nf and (include_partial or 2 * self._o_nf >= self._width):
             counts = np.append(counts, self._o_nf)
             means = np.append(means, self._o_mean)
@@ -358,11 +359,7 @@ class MetricFigures:
             key = ("trend", part, min_strength, material_fraction, volatile_fraction)
             if self._memo is not None and self._m_version == self.version and key in self._memo:
                 return self._memo[key]
-        _, y, x = self._levels(include_partial=False)
-        if part == "recent" and x.size:
-            cutoff = x[-1] - RECENT_SPAN_FRACTION * (x[-1] - x[0])
-            start = min(int(np.searchsorted(x, cutoff, side="left")), max(0, x.size - 4))
-            x, y = x[start:], y[start:]
+        x, y = self._trend_points(part)
         result = judge_trend(
             x,
             y,
@@ -377,6 +374,15 @@ class MetricFigures:
         else:
             self._m_part = result
         return result
+
+    def _trend_points(self, part: str) -> Tuple[np.ndarray, np.ndarray]:
+        """(mean steps, means) of the buckets ``trend(part)`` judges."""
+        _, y, x = self._levels(include_partial=False)
+        if part == "recent" and x.size:
+            cutoff = x[-1] - RECENT_SPAN_FRACTION * (x[-1] - x[0])
+            start = min(int(np.searchsorted(x, cutoff, side="left")), max(0, x.size - 4))
+            x, y = x[start:], y[start:]
+        return x, y
 
     # ------------------------------------------------------------------ output
     def to_dict(self) -> Dict[str, Any]:
@@ -430,3 +436,28 @@ class MetricFigures:
             format_number(self.mean),
             self._width,
         )
+
+
+def memoise_trends(many: Iterable[MetricFigures]) -> None:
+    """Compute and memoise ``trend("all")`` and ``trend("recent")`` of many statistics at once.
+
+    The same trends each would compute on its own (:func:`tblive.series.trend.judge_trends`
+    over the series of one length together): a run's worth of metrics costs a few numpy
+    calls per length instead of a few dozen per metric.
+    """
+    groups: Dict[Tuple[str, int], List[Tuple[MetricFigures, np.ndarray, np.ndarray]]] = {}
+    for stats in many:
+        stats._memo_valid()
+        for part in ("all", "recent"):
+            if (stats._m_all if part == "all" else stats._m_part) is None:
+                x, y = stats._trend_points(part)
+                groups.setdefault((part, int(y.size)), []).append((stats, x, y))
+    for (part, _), members in groups.items():
+        trends = judge_trends(
+            np.array([x for _, x, _ in members]), np.array([y for _, _, y in members])
+        )
+        for (stats, _, _), result in zip(members, trends):
+            if part == "all":
+                stats._m_all = result
+            else:
+                stats._m_part = result

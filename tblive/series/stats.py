@@ -54,12 +54,16 @@ import numpy as np
 
 from tblive.series.buckets import (
     BUCKET,
+    NARROW_BUCKET,
     History,
     aggregate,
     append_blocks,
     chan,
     ema_after,
     ema_of_buckets,
+    f32_exact_array,
+    fit,
+    fit_scalars,
     merge_pairs,
 )
 from tblive.series.figures import MetricFigures, RecentFigures
@@ -73,6 +77,8 @@ __all__ = ["History", "MetricStats", "RecentFigures", "Trend", "format_number", 
 
 INF = float("inf")
 NAN = float("nan")
+
+_I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
 
 #: Below this many points, :meth:`MetricStats.update_many` feeds them one by one (cheaper).
 _LOOP_BELOW = 24
@@ -151,10 +157,11 @@ class MetricStats(MetricFigures):
         self._rsize = int(recent_size)
         self._alpha = float(ema_alpha)
         self.version = 0
-        self._rs = np.zeros(self._rsize, np.int64)
+        self._rs = np.zeros(self._rsize, np.int32)  # widened to int64 by the first big step
         self._rv = np.zeros(self._rsize, np.float64)
-        self._fv = np.zeros(self._rsize, np.float64)
-        self._rec = np.zeros(0, BUCKET)
+        # the recent window is the raw window's values until a non-finite value arrives
+        self._fv = self._rv
+        self._rec = np.zeros(0, NARROW_BUCKET)
         self._reset()
 
     # ------------------------------------------------------------------ state management
@@ -189,7 +196,7 @@ class MetricStats(MetricFigures):
     def _grow(self, needed: int) -> None:
         if needed > self._rec.shape[0]:
             size = min(self._bmax, -(-needed // 8) * 8)
-            rec = np.zeros(size, BUCKET)
+            rec = np.zeros(size, self._rec.dtype)
             rec[: self._nb] = self._rec[: self._nb]
             self._rec = rec
 
@@ -197,6 +204,9 @@ class MetricStats(MetricFigures):
         """Move the (full) open bucket into the closed history; merge pairs when full."""
         nb = self._nb
         self._grow(nb + 1)
+        self._rec = fit_scalars(
+            self._rec, (self._o_min, self._o_max, self._last_value), self._last_step, self._o_n
+        )
         self._rec[nb] = (
             self._last_step,
             self._o_step_sum,
@@ -225,6 +235,7 @@ class MetricStats(MetricFigures):
 
     def _merge_pairs(self) -> None:
         """Merge adjacent closed buckets pairwise; the bucket width doubles."""
+        self._rec = fit(self._rec, counts=2 * self._width)
         self._nb = merge_pairs(self._rec, self._nb)
         self._width *= 2
 
@@ -255,6 +266,10 @@ class MetricStats(MetricFigures):
         self._last_step = step
         self._last_value = value
         pos = self._rpos
+        if self._fv is self._rv and value - value != 0.0:  # the first non-finite value
+            self._fv = self._rv.copy()
+        if (step > _I32_MAX or step < _I32_MIN) and self._rs.dtype != np.int64:
+            self._rs = self._rs.astype(np.int64)
         self._rs[pos] = step
         self._rv[pos] = value
         self._rpos = (pos + 1) % self._rsize
@@ -328,10 +343,15 @@ class MetricStats(MetricFigures):
         if not all_finite and self._bad_step is None:
             index = int(np.argmax(~finite))
             self._bad_step, self._bad_pos = int(step_arr[index]), self._n + index
+        if not all_finite and self._fv is self._rv:
+            self._fv = self._rv.copy()
         self._put_raw(step_arr, value_arr)
         finite_values = value_arr if all_finite else value_arr[finite]
         if finite_values.size:
-            self._put_recent(finite_values)
+            if self._fv is self._rv:  # the raw window holds the recent values already
+                self._fpos, self._flen = self._rpos, self._rlen
+            else:
+                self._put_recent(finite_values)
             self._ema = ema_after(self._ema, finite_values, self._alpha)
 
         pos = 0
@@ -372,6 +392,10 @@ class MetricStats(MetricFigures):
     def _put_raw(self, steps: np.ndarray, values: np.ndarray) -> None:
         size = self._rsize
         count = min(size, steps.size)
+        if self._rs.dtype != np.int64 and (
+            int(steps.min()) < _I32_MIN or int(steps.max()) > _I32_MAX
+        ):
+            self._rs = self._rs.astype(np.int64)
         index = (self._rpos + np.arange(count)) % size
         self._rs[index] = steps[-count:]
         self._rv[index] = values[-count:]
@@ -409,9 +433,17 @@ class MetricStats(MetricFigures):
         self, steps: np.ndarray, values: np.ndarray, finite: np.ndarray, all_finite: bool
     ) -> None:
         """Append k full buckets given as (k, width) blocks; the open bucket is empty."""
-        k = values.shape[0]
+        k, width = values.shape
         nb = self._nb
         self._grow(nb + k)
+        rec = self._rec
+        last_steps = steps[:, -1]
+        self._rec = fit(
+            rec,
+            rec.dtype["min"] == BUCKET["min"] or f32_exact_array(values),
+            (int(last_steps.min()), int(last_steps.max())),
+            width,
+        )
         n, mean, m2, low, high, nans, zeros = append_blocks(
             self._rec[nb : nb + k], steps, values, finite, all_finite
         )
@@ -428,10 +460,10 @@ class MetricStats(MetricFigures):
     def _raw_window(self) -> Tuple[np.ndarray, np.ndarray]:
         """(steps, values) of the raw window, oldest first."""
         if self._rlen < self._rsize:
-            return self._rs[: self._rlen].copy(), self._rv[: self._rlen].copy()
+            return self._rs[: self._rlen].astype(np.int64), self._rv[: self._rlen].copy()
         pos = self._rpos
         return (
-            np.concatenate((self._rs[pos:], self._rs[:pos])),
+            np.concatenate((self._rs[pos:], self._rs[:pos])).astype(np.int64, copy=False),
             np.concatenate((self._rv[pos:], self._rv[:pos])),
         )
 
@@ -453,7 +485,7 @@ class MetricStats(MetricFigures):
         elif raw_start == 0:
             keep = 0
         else:
-            last_steps = self._rec["last_step"][: self._nb]
+            last_steps = self._rec["last_step"][: self._nb].astype(np.int64)
             keep = int(np.searchsorted(last_steps, step, side="left")) * width
         if keep == 0:
             self._reset()
@@ -503,6 +535,10 @@ class MetricStats(MetricFigures):
             self._rs[:kept_raw] = window_steps[-kept_raw:]
             self._rv[:kept_raw] = window_values[: window_steps.size][-kept_raw:]
         self._rlen, self._rpos = kept_raw, kept_raw % self._rsize
+        if self._fv is self._rv and not (
+            recent.size == kept_raw and np.array_equal(recent, self._rv[:kept_raw])
+        ):
+            self._fv = np.zeros(self._rsize, np.float64)
         self._fv[: recent.size] = recent
         self._flen, self._fpos = recent.size, recent.size % self._rsize
         # EMA: undo the discarded finite values when the raw window held them all

@@ -85,7 +85,9 @@ class Progress:
         by more than its noise, none improves now)."""
         if self.holds:
             return False
-        return bool(self.states) and not any(s.net_gain or s.improving for s in self.states)
+        return bool(self.states) and not any(
+            s.net_gain or s.improving or s.clearly_rose for s in self.states
+        )
 
     def state(self, tag: str) -> Optional[SignalState]:
         return next((s for s in self.states if s.tag == tag), None)
@@ -180,11 +182,12 @@ class Evidence:
         return self._factor() * config.grace.min_points
 
     def share_needed(self, config: Config) -> float:
-        """With a known planned length: the share of it the signs must last (1x, 2x, 3x the
-        grace fraction), since a long run's healthy flat start is longer in points."""
-        return min(
-            min(self._factor(), 3 * (2 if self.no_reward_yet else 1)) * config.grace.fraction, 0.9
-        )
+        """With a known planned length: the share of it the signs must last: the grace
+        fraction (10%) when three or more signs agree, else three times it (30%: healthy runs
+        have flat starts of up to 30% with zero success and rising entropy, and the promise is
+        CRITICAL *by* 30%); twice that before any reward was ever non-zero."""
+        factor = 1 if self.count >= 3 else 3
+        return min(factor * (2 if self.no_reward_yet else 1) * config.grace.fraction, 0.9)
 
     def window(self, config: Config) -> str:
         """How long the signs must last, in the unit the run is measured in."""
@@ -244,7 +247,9 @@ def failure_evidence(
     ]
     # no net improvement: never rose beyond the noise, or rose and fell back to the early level
     flat_rewards = [
-        s.tag for s in progress.states if s.kind == "reward" and s.tag in main and not s.net_gain
+        s.tag
+        for s in progress.states
+        if s.kind == "reward" and s.tag in main and not s.net_gain and not s.clearly_rose
     ]
     rewards_flat = bool(flat_rewards) and not any(
         s.net_gain or s.improving for s in progress.states if s.kind == "reward"

@@ -140,6 +140,12 @@ class SignalState:
     trend_gain: bool = False  # a significant climb over the whole run, by 3x the noise
 
     @property
+    def clearly_rose(self) -> bool:
+        """Its best level was beyond doubt above the early level (10 times the noise): falling
+        back from there is a collapse to be judged as one, not "never improved"."""
+        return self.best - self.early >= 10.0 * self.delta and self.best > self.early
+
+    @property
     def net_gain(self) -> bool:
         """The current level is above the early level by more than three times the noise
         (both are means at the noise's scale: a clear, not a lucky, difference), or the whole
@@ -245,6 +251,15 @@ def _block_means(means: np.ndarray, counts: np.ndarray, window: int) -> np.ndarr
     return np.asarray(out, dtype=np.float64)
 
 
+def _sen_change(values: np.ndarray) -> float:
+    """Theil-Sen slope times the span (in blocks) of ``values``; 0 with fewer than 2."""
+    n = values.size
+    if n < 2:
+        return 0.0
+    i, j = np.triu_indices(n, k=1)
+    return float(np.median((values[j] - values[i]) / (j - i))) * (n - 1)
+
+
 def _climbs(values: np.ndarray, margin: float) -> bool:
     """A significant upward Mann-Kendall trend whose Theil-Sen change exceeds ``margin``."""
     n = values.size
@@ -334,7 +349,12 @@ def signal_state(
     half = blocks[-max(MIN_TREND_BLOCKS, blocks.size // 2) :]
     climbing = _climbs(half, 2.0 * delta)
     trend_gain = _climbs(blocks, 3.0 * delta)
-    improving = improving or climbing
+    # ... or the whole run climbs significantly, its best level is recent and the recent half
+    # still climbs by twice the noise (a rise followed by a plateau does not)
+    best_recent = int(steps[best_index]) >= cutoff
+    improving = (
+        improving or climbing or (trend_gain and best_recent and _sen_change(half) > 2.0 * delta)
+    )
     rose = rose or trend_gain
     if not rose:
         improving = False

@@ -5,10 +5,11 @@ learning state comes from ``_progress.signal_state`` (judged against its own noi
 * improving now (a new best beyond its noise in the last quarter of the run): OK;
 * rose and keeps more than half its gain without new bests: OK, said as *holding*, never as
   improving (a converged run or a plateau);
-* rose clearly (4x its noise, the best level held for 10% of the points or beyond doubt) and
-  lost ``peak_drop`` of the gain: WARNING; lost ``collapse`` of it and stayed down for a fifth of
-  the run so far (10 to ``grace.min_points`` points, or ``grace.fraction`` of the planned
-  length), not recovering, past grace, nothing else improving, no curriculum step: CRITICAL;
+* rose clearly (4x its noise, its rolling median held half the gain on 5% of the points) and
+  lost ``peak_drop`` of the gain: WARNING; lost ``collapse`` of it and stayed down on every
+  point of a fifth of the run so far (10 to ``grace.min_points`` points; with the planned length
+  known, at least 2 x ``grace.fraction`` of it), not recovering by a fifth of the lost gain,
+  past grace, nothing else improving, no curriculum step: CRITICAL;
 * falling by ``min_change`` (a significant trend and more than 2 recent standard deviations):
   WARNING until the run's failure signs have lasted (``_evidence.Evidence``), then CRITICAL;
 * no net improvement (flat within three times its noise, at any offset and scale, or back at
@@ -40,6 +41,15 @@ from tblive.judge.rules._common import (
 )
 from tblive.judge.rules._evidence import failure_evidence
 from tblive.series.stats import MetricStats
+
+
+def _rolling_median(values: np.ndarray, window: int) -> np.ndarray:
+    """Centred rolling median (shorter windows at the ends): a spike does not move it."""
+    half = window // 2
+    return np.asarray(
+        [float(np.median(values[max(0, i - half) : i + half + 1])) for i in range(values.size)]
+    )
+
 
 KEY = "reward"
 NAME = "Reward Trend"
@@ -81,16 +91,17 @@ def check(
         gain = best - start
         # the rise must be clear against the series' own noise (block noise at the smoothing
         # scale, robust to the collapse itself), and the best level must have been held, not
-        # touched by a cluster of lucky episodes: at least 5 points (and 10% of them) reached
-        # half the gain, unless the gain is beyond doubt (10 times the noise)
+        # touched by a few lucky or outlier episodes: the rolling median (5 buckets) reached
+        # half the gain on at least 5 points and 5% of them
         noise = state.delta if state is not None else 0.0
-        counts = stats.history().counts[-smooth.size :] if smooth.size else smooth
-        held = float(np.sum(counts[smooth >= start + 0.5 * gain])) if gain > 0 else 0.0
+        hist = stats.history()
+        medians = _rolling_median(np.asarray(hist.means, dtype=np.float64), 5)
+        held = float(np.sum(hist.counts[medians >= start + 0.5 * gain])) if gain > 0 else 0.0
         rose = (
             smooth.size >= 4
             and gain > 4.0 * noise
             and gain >= min_change * max(abs(start), 1e-12)
-            and (held >= max(5.0, 0.1 * stats.finite_count) or gain >= 10.0 * noise)
+            and held >= max(5.0, 0.05 * stats.finite_count)
         )
         if rose and tail is not None and (best - tail) >= peak_drop * gain:
             lost = (best - tail) / gain
@@ -157,11 +168,21 @@ def check(
                     "checkpoint with a lower learning rate or clip range." % story,
                     details,
                 )
-            return Judgement(
-                Status.WARNING,
-                "%s. Try: a lower learning rate or clip range; keep the best checkpoint." % story,
-                details,
+            # back at its early level and the run's failure signs have lasted: judged below as
+            # "no net improvement" (CRITICAL), not excused as a dip
+            back = (
+                state is not None
+                and not state.net_gain
+                and not state.improving
+                and not state.clearly_rose
             )
+            if not (back and evidence.enough(stats, config)):
+                return Judgement(
+                    Status.WARNING,
+                    "%s. Try: a lower learning rate or clip range; keep the best checkpoint."
+                    % story,
+                    details,
+                )
         if state is not None:
             details.update(
                 {
