@@ -23,7 +23,8 @@ from slack_server import slack_server_fixture  # noqa: F401 (registers the fixtu
 from tensorboardX import SummaryWriter
 
 import tblive
-from tblive.doors.monitor import Monitor, to_float
+from tblive.doors.intake import to_float
+from tblive.doors.monitor import Monitor
 from tblive.doors.posthoc import analyze
 from tblive.judge.findings import Status
 from tblive.read.runs import load_points

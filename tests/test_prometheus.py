@@ -302,6 +302,8 @@ def test_example_stack_fires_for_the_failing_run_only(tmp_path):
             )
         )
         alerts_api = "http://127.0.0.1:%d/api/v2/alerts" % alertmanager_port
+        wait_until(lambda: up("http://127.0.0.1:%d/-/ready" % prometheus_port), 20, "p")
+        print("H8 prom ready at %.2f" % (time.monotonic() - started))
 
         def fired() -> List[Dict[str, Any]]:
             if not up("http://127.0.0.1:%d/-/ready" % alertmanager_port):
@@ -311,6 +313,7 @@ def test_example_stack_fires_for_the_failing_run_only(tmp_path):
             ]
 
         alerts = wait_until(fired, 50.0 - (time.monotonic() - started), "the alert in Alertmanager")
+        print("H8 fired at %.2f" % (time.monotonic() - started))
         # Prometheus has evaluated the healthy run too: it is OK there, and no alert names it
         query = "http://127.0.0.1:%d/api/v1/query?query=tblive_run_status" % prometheus_port
         result = get_json(query)["data"]["result"]
@@ -319,6 +322,7 @@ def test_example_stack_fires_for_the_failing_run_only(tmp_path):
         alerts = fired()
         # and Alertmanager's route delivered it to the (stand-in) Slack receiver
         posted = wait_until(lambda: slack.requests, 55.0 - (time.monotonic() - started), "Slack")
+        print("H8 posted at %.2f" % (time.monotonic() - started))
     finally:
         for server in servers:
             server.terminate()
@@ -339,3 +343,4 @@ def test_example_stack_fires_for_the_failing_run_only(tmp_path):
     body = json.dumps(posted[0].body)
     assert "CRITICAL: Run failing is CRITICAL" in body and "healthy" not in body
     assert time.monotonic() - started < 60.0
+    print("H8 end at %.2f" % (time.monotonic() - started))

@@ -55,6 +55,12 @@ CASES = [
         {"train/value_loss": np.r_[flat(0.5, 0.01, 100), [np.nan], flat(0.5, 0.01, 99)]},
         Status.CRITICAL,
     ),
+    (  # a "best so far" initialised at -inf, finite ever since: said, not fatal
+        "inf-first-point-only",
+        "Non-finite Values",
+        {"eval/best_mean_reward": np.r_[[-np.inf], ramp(10, 400, 5.0, 99)]},
+        Status.WARNING,
+    ),
     (
         "inf-grad",
         "Non-finite Values",

@@ -3,12 +3,10 @@
 Contract
 --------
 * **Hot path** (:meth:`Monitor.log`, :meth:`Monitor.log_scalar`, and the ``add_scalar`` /
-  ``add_scalars`` wrappers :meth:`Monitor.attach` installs on a SummaryWriter): convert each
-  value to a Python float (:func:`to_float`; torch is never imported, a tensor's own ``.item()``
-  is called -- for a CUDA tensor that waits for the GPU, as the writer's own conversion does),
-  append ``(series, step, value, wall_time)`` to a :class:`collections.deque` (atomic, no lock)
-  and return.  It never raises: a value that cannot be converted is dropped, counted
-  (``counters["bad_values"]``) and logged once per series.
+  ``add_scalars`` hooks :meth:`Monitor.attach` installs on a SummaryWriter,
+  :mod:`tblive.doors.writers`): :class:`~tblive.doors.intake.Intake`'s -- a float conversion
+  and a lock-free append, microseconds, never raises (bad values are counted in
+  ``counters["bad_values"]`` and logged once per series).
 * **Monitor thread** (daemon, named ``tblive-monitor``): every ``tick`` seconds it drains the queue
   into one :class:`~tblive.series.stats.MetricStats` per series, with the reader's restart rule (a step
   not after the series' last step first discards the series' points at steps >= that step, see
@@ -26,13 +24,8 @@ Contract
   (the shape of ``tblive report --json`` plus a ``monitor`` section), restores attached writers
   and flushes the sinks (bounded by ``timeout``).  Idempotent; also run at interpreter exit if
   forgotten.
-* **Series names** of an attached writer are the ones tblive's reader gives the writer's event
-  files (:func:`tblive.read.runs.series_name`): ``add_scalar(tag)`` -> ``tag``; tensorboardX
-  ``add_scalars(main, {key: v})`` writes folder ``main/key`` and torch folder ``main_key`` (``/``
-  -> ``_``), so HARL's ``add_scalars(k, {k: v})`` is the series ``k`` and
-  ``add_scalars("loss", {"train": v})`` is ``loss/train``.
-* **Steps**: ``global_step=None`` gets the series' own counter 0, 1, 2, ... (the event file
-  records step 0 for each such point, where TensorBoard and the reader keep only the last).
+* **Series names** of an attached writer are the ones tblive's reader gives its event files;
+  ``global_step=None`` gets the series' own counter 0, 1, 2, ...
 
 Statistics are the reader's up to float32 rounding: event files store ``simple_value`` as
 float32, the monitor keeps the float64 it was given.
@@ -46,8 +39,7 @@ import logging
 import os
 import threading
 import time
-from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from tblive.alert.engine import AlertEngine
 from tblive.alert.settings import AlertSettings, build_sinks
@@ -55,12 +47,13 @@ from tblive.alert.state import StateStore
 from tblive.alert.tracker import AlertPolicy
 from tblive.atomic import write_atomically
 from tblive.doors.exporter import MetricsServer, RunSnapshot, snapshot
+from tblive.doors.intake import DEFAULT_QUEUE_LIMIT, Intake, to_float
+from tblive.doors.writers import Hook, hook, writer_logdir
 from tblive.judge.config import Config
 from tblive.judge.config_file import load_config
 from tblive.judge.context import FINISHED, LIVE, RunContext
 from tblive.judge.findings import Finding, Status, Verdict
 from tblive.read.runs import run_name as name_of_run
-from tblive.read.runs import series_name
 from tblive.run import RunRecord, new_stats
 from tblive.series.feed import SeriesFeed
 from tblive.series.stats import MetricStats
@@ -73,68 +66,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_INTERVAL = 30.0
 #: the monitor thread drains the queue at least this often (seconds)
 DEFAULT_TICK = 1.0
-#: entries the queue holds before the oldest are dropped (only if the monitor thread falls
-#: hopelessly behind; about 100 bytes each)
-DEFAULT_QUEUE_LIMIT = 1_000_000
 #: ``report_path`` default: ``<writer logdir>/tblive_report.json`` when a writer is attached
 AUTO = "auto"
 REPORT_NAME = "tblive_report.json"
 
 _now = time.time
-Point = Tuple[str, int, float, float]
-
-
-def to_float(value: Any) -> float:
-    """``value`` as a Python float: numbers, numpy scalars / 0-d arrays, 0-d torch tensors.
-
-    Torch is not imported: an object with ``.detach`` and ``.item`` (a tensor, on any device)
-    is converted with its own ``.item()`` -- for a CUDA tensor that is a device sync, the same
-    the SummaryWriter already paid.  Raises TypeError/ValueError/RuntimeError for anything
-    else (strings that are not numbers, tensors with several elements); callers count those.
-    """
-    kind = type(value)
-    if kind is float:
-        return value
-    if kind is int or kind is bool:
-        return float(value)
-    if hasattr(value, "detach"):
-        item = getattr(value, "item", None)
-        if item is not None:
-            return float(item())
-    return float(value)
-
-
-class _Attachment:
-    """One wrapped writer: what to restore on detach."""
-
-    def __init__(self, writer: Any, saved: Dict[str, Any]) -> None:
-        self.writer = writer
-        self.saved = saved  # attribute -> previous instance attribute (or _MISSING)
-
-
-_MISSING = object()
-
-
-def _is_torch_writer(writer: Any) -> bool:
-    return any(
-        getattr(cls, "__module__", "").startswith("torch.utils.tensorboard")
-        for cls in type(writer).__mro__
-    )
-
-
-def _writer_logdir(writer: Any) -> Optional[str]:
-    for getter in ("get_logdir",):
-        method = getattr(writer, getter, None)
-        if callable(method):
-            try:
-                return str(method())
-            except Exception:
-                pass
-    for name in ("log_dir", "logdir"):
-        value = getattr(writer, name, None)
-        if isinstance(value, str):
-            return value
-    return None
 
 
 def _coerce_status(value: Union[None, str, Status]) -> Optional[Status]:
@@ -143,7 +79,7 @@ def _coerce_status(value: Union[None, str, Status]) -> Optional[Status]:
     return Status.parse(str(value))
 
 
-class Monitor:
+class Monitor(Intake):
     """Live diagnostics of one training run from inside the training process.
 
     Parameters (all keyword-only except ``run_name``):
@@ -251,12 +187,7 @@ class Monitor:
             state=StateStore(settings.state_file) if settings.state_file else None,
         )
 
-        # hot path state (training thread)
-        self._queue: Deque[Point] = deque(maxlen=max(int(queue_limit), 1000))
-        self._auto_steps: Dict[str, int] = {}
-        self._bad_values = 0
-        self._bad_tags: set = set()
-        self._hot_errors = 0
+        Intake.__init__(self, queue_limit)  # hot path state (training thread)
         # monitor thread state (guarded by _lock)
         self._lock = threading.RLock()
         self._feeds: Dict[str, SeriesFeed] = {}
@@ -278,9 +209,8 @@ class Monitor:
         self._verdict: Optional[Verdict] = None
         self._stop = False
         self._was_critical = False
-        self._attachments: List[_Attachment] = []
+        self._attachments: List[Hook] = []
         self._logdir: Optional[str] = None
-        self._closed = False
         self._final_report: Optional[Dict[str, Any]] = None
         self._stopping = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -293,162 +223,23 @@ class Monitor:
         if start:
             self.start()
 
-    # ------------------------------------------------------------------ hot path
-    def log(self, step: Any, values: Mapping[str, Any], wall_time: Optional[float] = None) -> None:
-        """Record ``{series: value}`` at ``step``; microseconds, never raises (ignored after close)."""
-        if self._closed:
-            return
-        try:
-            wall = _now() if wall_time is None else float(wall_time)
-            if type(step) is not int:
-                step = int(step)
-            push = self._queue.append
-            for tag, value in values.items():
-                try:
-                    push((tag, step, value if type(value) is float else to_float(value), wall))
-                except Exception:
-                    self._bad_value(tag, value)
-        except Exception:
-            self._hot_error()
-
-    def log_scalar(
-        self,
-        tag: str,
-        value: Any,
-        step: Optional[Any] = None,
-        wall_time: Optional[float] = None,
-    ) -> None:
-        """Record one value; ``step=None`` uses the series' own counter (0, 1, 2, ...)."""
-        if self._closed:
-            return
-        try:
-            if step is None:
-                step = self._auto_steps.get(tag, -1) + 1
-                self._auto_steps[tag] = step
-            elif type(step) is not int:
-                step = int(step)
-            try:
-                converted = value if type(value) is float else to_float(value)
-            except Exception:
-                self._bad_value(tag, value)
-                return
-            self._queue.append((tag, step, converted, _now() if wall_time is None else wall_time))
-        except Exception:
-            self._hot_error()
-
-    def _log_group(
-        self,
-        names: Dict[str, Dict[str, str]],
-        main_tag: str,
-        values: Mapping[str, Any],
-        step: Optional[Any],
-        wall_time: Optional[float],
-        torch_layout: bool,
-    ) -> None:
-        """``add_scalars`` semantics: one wall time, series named as the reader names them.
-
-        ``names`` is the attached writer's cache main_tag -> key -> series name.
-        """
-        if self._closed:
-            return
-        try:
-            wall = _now() if wall_time is None else wall_time
-            if step is not None and type(step) is not int:
-                step = int(step)
-            known = names.get(main_tag)
-            if known is None:
-                known = names[main_tag] = {}
-            push = self._queue.append
-            for key, value in values.items():
-                name = known.get(key)
-                if name is None:
-                    if torch_layout:
-                        folder = main_tag.replace("/", "_") + "_" + key
-                    else:
-                        folder = main_tag + "/" + key
-                    name = known[key] = series_name(folder, main_tag)
-                try:
-                    converted = value if type(value) is float else to_float(value)
-                except Exception:
-                    self._bad_value(name, value)
-                    continue
-                if step is None:
-                    point_step = self._auto_steps.get(name, -1) + 1
-                    self._auto_steps[name] = point_step
-                    push((name, point_step, converted, wall))
-                else:
-                    push((name, step, converted, wall))
-        except Exception:
-            self._hot_error()
-
-    def _bad_value(self, tag: Any, value: Any) -> None:
-        try:
-            self._bad_values += 1
-            if tag not in self._bad_tags:
-                self._bad_tags.add(tag)
-                logger.warning(
-                    "tblive: %s: cannot use a value of type %s as a scalar; dropped (counted in "
-                    "monitor.counters['bad_values'], logged once per series)",
-                    tag,
-                    type(value).__name__,
-                )
-        except Exception:
-            pass
-
-    def _hot_error(self) -> None:
-        try:
-            self._hot_errors += 1
-            if self._hot_errors == 1:
-                logger.exception("tblive: a log call failed; the value was dropped")
-        except Exception:
-            pass
-
     # ------------------------------------------------------------------ writers
     def attach(self, writer: Any) -> Any:
         """Wrap ``writer.add_scalar`` / ``add_scalars`` so every value also reaches the monitor.
 
         Works with ``tensorboardX.SummaryWriter`` and ``torch.utils.tensorboard.SummaryWriter``
         (and subclasses).  The original method runs first, with the caller's arguments, and its
-        result or exception is passed through unchanged; the monitor's part never raises.
-        Returns ``writer``.  Attaching the same writer again does nothing; a writer attached
-        to another monitor raises ValueError.
+        result or exception is passed through unchanged; the monitor's part never raises
+        (:mod:`tblive.doors.writers`).  Returns ``writer``.  Attaching the same writer again
+        does nothing; a writer attached to another monitor raises ValueError.
         """
-        owner = getattr(writer, "_tblive_monitor", None)
-        if owner is self:
+        attached = hook(writer, self)
+        if attached is None:
             return writer
-        if owner is not None:
-            raise ValueError("this writer is already attached to another tblive Monitor")
-        torch_layout = _is_torch_writer(writer)
-        names: Dict[str, Dict[str, str]] = {}
-        original_scalar = writer.add_scalar
-        original_scalars = getattr(writer, "add_scalars", None)
-        monitor = self
-
-        def add_scalar(tag, scalar_value, global_step=None, walltime=None, *args, **kwargs):
-            result = original_scalar(tag, scalar_value, global_step, walltime, *args, **kwargs)
-            monitor.log_scalar(tag, scalar_value, global_step, walltime)
-            return result
-
-        def add_scalars(main_tag, tag_scalar_dict, global_step=None, walltime=None, *args, **kw):
-            result = original_scalars(main_tag, tag_scalar_dict, global_step, walltime, *args, **kw)
-            monitor._log_group(
-                names, main_tag, tag_scalar_dict, global_step, walltime, torch_layout
-            )
-            return result
-
-        add_scalar.__doc__ = getattr(original_scalar, "__doc__", None)
-        add_scalars.__doc__ = getattr(original_scalars, "__doc__", None)
-        state = vars(writer)
-        replacements = {"add_scalar": add_scalar, "_tblive_monitor": self}
-        if original_scalars is not None:
-            replacements["add_scalars"] = add_scalars
-        saved = {name: state.get(name, _MISSING) for name in replacements}
-        for name, value in replacements.items():
-            setattr(writer, name, value)
         with self._lock:
-            self._attachments.append(_Attachment(writer, saved))
+            self._attachments.append(attached)
             if self._logdir is None:
-                self._logdir = _writer_logdir(writer)
+                self._logdir = writer_logdir(writer)
                 if self.run_name is None and self._logdir:
                     self.run_name = name_of_run(self._logdir)
                 if self._logdir and not self.record.provenance.known:
@@ -462,18 +253,11 @@ class Monitor:
         """Restore ``writer``'s own methods (every attached writer when None)."""
         with self._lock:
             keep = []
-            for attachment in self._attachments:
-                if writer is not None and attachment.writer is not writer:
-                    keep.append(attachment)
-                    continue
-                for name, previous in attachment.saved.items():
-                    try:
-                        if previous is _MISSING:
-                            delattr(attachment.writer, name)
-                        else:
-                            setattr(attachment.writer, name, previous)
-                    except AttributeError:
-                        pass
+            for attached in self._attachments:
+                if writer is not None and attached.writer is not writer:
+                    keep.append(attached)
+                else:
+                    attached.restore()
             self._attachments = keep
 
     # ------------------------------------------------------------------ monitor thread
@@ -662,10 +446,6 @@ class Monitor:
         return self._stop
 
     @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
     def counters(self) -> Dict[str, int]:
         """Health of the monitor itself: points, problems, alert deliveries."""
         dispatcher = self.engine.dispatcher
@@ -740,11 +520,7 @@ class Monitor:
             self._quiet_close(timeout)
             return report
         try:
-            atexit.unregister(self._close_at_exit)
-            self._stopping.set()
-            if self._thread is not None and self._thread is not threading.current_thread():
-                self._thread.join(timeout)  # (not when on_critical closes from that thread)
-            self.detach()
+            self._stop_thread(timeout)
             self.record.state = FINISHED
             self.record.state_reason = (
                 "training ended with %s" % type(error).__name__
@@ -779,13 +555,17 @@ class Monitor:
         self._final_report = report
         return report
 
+    def _stop_thread(self, timeout: float) -> None:
+        """End the monitor thread (not when on_critical closes from it) and detach writers."""
+        atexit.unregister(self._close_at_exit)
+        self._stopping.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        self.detach()
+
     def _quiet_close(self, timeout: float) -> None:
         try:
-            atexit.unregister(self._close_at_exit)
-            self._stopping.set()
-            if self._thread is not None and self._thread is not threading.current_thread():
-                self._thread.join(timeout)
-            self.detach()
+            self._stop_thread(timeout)
             self._stop_exporter()
             self.engine.close(timeout)
         except Exception:

@@ -19,7 +19,6 @@ from tblive.judge.config import Config
 from tblive.read.records import DEFAULT_MAX_RECORD_SIZE
 from tblive.read.runs import LogDir, Run
 from tblive.run import RunRecord, find_siblings, new_stats
-from tblive.series.figures import memoise_trends
 from tblive.series.stats import MetricStats
 
 __all__ = ["NoEventFiles", "RunResult", "analyze", "judge", "new_stats"]
@@ -114,13 +113,13 @@ def _read_run(run: Run) -> Run:
 
 
 def _memoise_figures(run: Run) -> None:
-    """Compute the figures every report shows (memoised on the statistics), the trends of
-    all the run's metrics together (the same numbers, far fewer numpy calls)."""
-    stats = [sink for sink in run.sinks.values() if isinstance(sink, MetricStats)]
-    memoise_trends(stats)
-    for sink in stats:
-        sink.relative_change()
-        sink.recent  # noqa: B018 (memoised property)
+    """Compute the figures every report shows (memoised on the statistics)."""
+    for sink in run.sinks.values():
+        if isinstance(sink, MetricStats):
+            sink.trend("all")
+            sink.trend("recent")
+            sink.relative_change()
+            sink.recent  # noqa: B018 (memoised property)
 
 
 def _read_runs(runs: List[Run], progress: Optional[ProgressCallback]) -> List[Run]:

@@ -2,11 +2,12 @@
 
 Contract:
 
-* :class:`WatchOptions` holds what ``tblive watch`` parses (plus a few knobs for tests and
-  embedding: ``stop_event``, ``shutdown_timeout``, ``rescan_interval``, ``min_judge_gap``,
-  ``finish_settle``, ``host``).  :func:`watch` runs until stopped and returns the exit code (0);
-  it raises ValueError (one line) for a bad set-up: LOGDIR is a file, Slack half configured,
-  a ``--prometheus`` address it cannot serve on.
+* :class:`~tblive.doors.options.WatchOptions` (importable from here too) holds what ``tblive
+  watch`` parses (plus a few knobs for tests and embedding: ``stop_event``,
+  ``shutdown_timeout``, ``rescan_interval``, ``min_judge_gap``, ``finish_settle``, ``host``).
+  :func:`watch` runs until stopped and returns the exit code (0); it raises ValueError (one
+  line) for a bad set-up: LOGDIR is a file, Slack half configured, a ``--prometheus`` address
+  it cannot serve on.
 * :class:`Watcher` is the daemon itself: :meth:`Watcher.run` blocks, :meth:`Watcher.start` runs
   it on a thread named ``tblive-watch``; :meth:`Watcher.stop` ends it cleanly (pending alerts
   flushed within ``shutdown_timeout`` -- what is still undelivered stays in the alert outbox --,
@@ -26,7 +27,8 @@ Contract:
   changes (the verdict gets the run's state: :class:`~tblive.judge.context.RunContext`).  A run
   without new data is judged again only while it has announced problems and has not ended
   (every ``interval``, so reminders fire after ``cooldown``); finished runs and quiet healthy
-  runs cost nothing while idle.
+  runs cost nothing while idle.  What the daemon keeps per run, and that rule, are
+  :class:`~tblive.doors.followed.FollowedRun`'s.
 * Lifecycle: :class:`~tblive.doors.lifecycle.RunLifecycle` per run (live / stalled / finished /
   crashed / resumed; the rules are in :mod:`tblive.doors.lifecycle`).  The final report is
   written (atomically) each time a run ends and at shutdown.
@@ -43,21 +45,24 @@ import os
 import signal
 import threading
 import time
-from dataclasses import InitVar, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from tblive.alert.engine import AlertEngine
-from tblive.alert.settings import AlertSettings, build_sinks
+from tblive.alert.settings import build_sinks
 from tblive.alert.state import StateStore, default_state_path
 from tblive.alert.tracker import FINISHED, LIFECYCLE_KINDS, RESUMED, AlertPolicy
-from tblive.doors.exporter import MetricsServer, RunSnapshot, snapshot
+from tblive.doors.exporter import MetricsServer, RunSnapshot
 from tblive.doors.follow import TreeFollower
+from tblive.doors.followed import FollowedRun
 from tblive.doors.lifecycle import CRASHED, LifecyclePolicy, RunLifecycle, Transition
+from tblive.doors.options import WatchOptions
 from tblive.judge.config import Config
 from tblive.judge.findings import Verdict
-from tblive.read.runs import SUMMARY_JSON, Run
-from tblive.read.tail import CLOSED, CREATED, DELETED, MODIFIED, REOPENED, Change, ChangeQueue
+from tblive.read.runs import Run
+from tblive.read.tail import Change, ChangeQueue
 from tblive.run import RunRecord, find_siblings
+
+__all__ = ["EXIT_OK", "WatchOptions", "Watcher", "watch"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,68 +72,6 @@ EXIT_OK = 0
 MAX_SLEEP = 1.0
 #: and sleeps at least this long between timer-driven passes (file changes wake it at once)
 MIN_SLEEP = 0.02
-
-
-@dataclass
-class WatchOptions:
-    """Everything ``tblive watch`` needs; see the module docstring for the semantics."""
-
-    logdir: str
-    config: Optional[Config] = None
-    config_path: Optional[str] = None  # the --config file, re-read on SIGHUP
-    expected_steps: Optional[int] = None  # --expected-steps (re-applied after a reload)
-    interval: float = 60.0
-    poll_interval: Optional[float] = None  # None: native observer (inotify); seconds: polling
-    alerts: AlertSettings = field(default_factory=AlertSettings)  # sinks, state file, delivery
-    final_report: Optional[str] = None
-    cooldown: float = 3600.0
-    stall_after: Optional[float] = None
-    verify_payload: bool = False
-    exit_when_finished: bool = False
-    prometheus: Optional[str] = None  # HOST:PORT to serve /metrics on
-    # -- not on the command line: embedding, tests, benchmarks --
-    stop_event: Optional[threading.Event] = None  # set it to stop (checked at least every 1 s)
-    shutdown_timeout: float = 10.0  # bounded wait for pending alerts at shutdown
-    rescan_interval: Optional[float] = None  # backstop rescan; default clamp(interval/2, 1, 30)
-    min_judge_gap: float = 0.25  # judge a growing run at most this often
-    finish_settle: float = 2.0  # quiet time after a close / summary.json before "finished"
-    host: Optional[str] = None  # host name shown in alerts (default: this machine's)
-    # -- shorthands folded into ``alerts`` (embedding, tests); not stored twice --
-    slack_webhook: InitVar[Optional[str]] = None
-    slack_token: InitVar[Optional[str]] = None
-    slack_channel: InitVar[Optional[str]] = None
-    slack_base_url: InitVar[Optional[str]] = None
-    on_critical: InitVar[Optional[str]] = None
-    events_log: InitVar[Optional[str]] = None
-
-    def __post_init__(self, *shorthands: Optional[str]) -> None:
-        names = ("slack_webhook", "slack_token", "slack_channel", "slack_base_url")
-        names += ("on_critical", "events_log")
-        for name, value in zip(names, shorthands):
-            if value is not None:
-                setattr(self.alerts, name, value)
-
-    def sink_settings(self) -> AlertSettings:
-        return self.alerts
-
-
-@dataclass
-class _RunState:
-    """What the daemon tracks about one run besides its statistics."""
-
-    run: Run
-    record: RunRecord
-    life: RunLifecycle
-    last_data_wall: float  # seconds since the epoch of the last data (for /metrics)
-    judged_points: int = -1
-    judged_state: str = ""
-    last_judge: float = float("-inf")
-    judge_cost: float = 0.0
-    stale: bool = False  # re-judge at the next pass (configuration reloaded)
-
-    @property
-    def lifecycle(self) -> str:
-        return self.life.state
 
 
 class Watcher:
@@ -145,15 +88,8 @@ class Watcher:
         # alert times (seconds since the epoch) move with ``clock``: an injected clock drives
         # the cooldowns too
         self._wall_offset = None if clock is time.monotonic else time.time() - clock()
+        options.validate()  # ValueError: one line, before anything starts
         self.path = os.path.abspath(options.logdir)
-        if os.path.exists(self.path) and not os.path.isdir(self.path):
-            raise ValueError("%s: not a directory" % options.logdir)
-        if options.interval <= 0:
-            raise ValueError("--interval must be positive (got %g)" % options.interval)
-        if options.poll_interval is not None and options.poll_interval <= 0:
-            raise ValueError("--poll must be positive (got %g)" % options.poll_interval)
-        if options.stall_after is not None and options.stall_after <= 0:
-            raise ValueError("--stall-after must be positive (got %g)" % options.stall_after)
         self.config = options.config or Config.default()
         self.exporter: Optional[MetricsServer] = None
         if options.prometheus:
@@ -162,15 +98,12 @@ class Watcher:
             options.alerts.validate()  # SettingsError (a ValueError): one line, before starting
         self._sinks = sinks if sinks is not None else build_sinks(options.alerts)
         self.state_path = options.alerts.state_file or default_state_path(self.path)
-        rescan = options.rescan_interval
-        if rescan is None:
-            rescan = min(max(options.interval / 2.0, 1.0), 30.0)
-        self.rescan_interval = float(rescan)
+        self.rescan_interval = options.rescan_every()
         self.follower = TreeFollower(
             self.path, options.poll_interval, options.verify_payload, self.rescan_interval
         )
         self.engine: Optional[AlertEngine] = None
-        self.states: Dict[str, _RunState] = {}
+        self.states: Dict[str, FollowedRun] = {}
         self._snapshots: Dict[str, RunSnapshot] = {}  # replaced, never mutated (server thread)
         self._siblings: Dict[str, Dict[str, RunRecord]] = {}
         self._siblings_key: Tuple[Tuple[str, int], ...] = ()
@@ -328,7 +261,7 @@ class Watcher:
             self._wakeup = self.clock() + MAX_SLEEP
             logger.exception("tblive watch: error while following %s (will retry)", self.path)
 
-    def _due(self, state: _RunState) -> float:
+    def _due(self, state: FollowedRun) -> float:
         return min(self._judge_due(state), state.life.due())
 
     # -- changes and discovery ------------------------------------------------------------
@@ -342,19 +275,7 @@ class Watcher:
             if state is None:
                 continue
             dirty.add(run_name)
-            life = state.life
-            if os.path.basename(change.path) == SUMMARY_JSON:
-                if change.kind != DELETED:
-                    life.summary(now)
-            elif change.kind == CLOSED:
-                life.closed(change.path, now)
-            elif change.kind == REOPENED:  # closed and written again since the last drain
-                life.closed(change.path, now)
-                life.wrote(change.path)
-            elif change.kind == DELETED:
-                life.deleted(change.path)
-            elif change.kind in (MODIFIED, CREATED) and closes_visible:
-                life.wrote(change.path)  # only a close can take it out again
+            state.observe(change, now, closes_visible)
         return dirty
 
     def _policy(self) -> LifecyclePolicy:
@@ -385,10 +306,10 @@ class Watcher:
             self._read(run.name, initial=True)
         return set(self.states) - new_names
 
-    def _new_state(self, run: Run, now: float) -> _RunState:
+    def _new_state(self, run: Run, now: float) -> FollowedRun:
         age = self.follower.files_age(run)
         record = RunRecord.from_reader(run)
-        return _RunState(
+        return FollowedRun(
             run=run,
             record=record,
             life=RunLifecycle(self._policy(), now - (age or 0.0)),
@@ -420,7 +341,7 @@ class Watcher:
         self._apply(state, state.life.data(now), now)
         state.life.progress(state.run.total_steps, state.record.planned_steps)
 
-    def _infer_planned(self, state: _RunState) -> None:
+    def _infer_planned(self, state: FollowedRun) -> None:
         """The planned length: ``--expected-steps``, else what the trainer saved beside it."""
         expected = self.options.expected_steps or self.config.grace.expected_steps
         state.record.infer(expected_steps=expected or None, assume=state.life.state)
@@ -429,27 +350,19 @@ class Watcher:
 
     # -- judging --------------------------------------------------------------------------
 
-    def _judge_gap(self, state: _RunState) -> float:
-        return max(self.options.min_judge_gap, 10.0 * state.judge_cost)
+    def _judge_due(self, state: FollowedRun) -> float:
+        engine = self.engine
+        return state.judge_due(
+            self.options.min_judge_gap,
+            self.options.interval,
+            lambda: engine is not None and bool(engine.tracker.active_problems(state.run.name)),
+        )
 
-    def _judge_due(self, state: _RunState) -> float:
-        if state.run.points == 0:
-            return float("inf")
-        if state.stale:
-            return state.last_judge
-        if state.run.points != state.judged_points:
-            return state.last_judge + self._judge_gap(state)
-        if state.life.ended or self.engine is None:
-            return float("inf")
-        if self.engine.tracker.active_problems(state.run.name):
-            return state.last_judge + self.options.interval  # reminders after the cooldown
-        return float("inf")  # same data, same state: the same verdict
-
-    def _maybe_judge(self, state: _RunState, now: float) -> None:
+    def _maybe_judge(self, state: FollowedRun, now: float) -> None:
         if now >= self._judge_due(state):
             self._judge(state, now)
 
-    def _judge(self, state: _RunState, now: float) -> Optional[Verdict]:
+    def _judge(self, state: FollowedRun, now: float) -> Optional[Verdict]:
         if self.engine is None or state.run.points == 0:
             return None
         record = state.record
@@ -481,14 +394,14 @@ class Watcher:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def stall_threshold(self, state: _RunState) -> float:
+    def stall_threshold(self, state: FollowedRun) -> float:
         """Seconds without data after which ``state``'s run is stalled."""
         return state.life.threshold()
 
-    def _tick_lifecycle(self, state: _RunState, now: float) -> None:
+    def _tick_lifecycle(self, state: FollowedRun, now: float) -> None:
         self._apply(state, state.life.tick(now), now)
 
-    def _apply(self, state: _RunState, transition: Optional[Transition], now: float) -> None:
+    def _apply(self, state: FollowedRun, transition: Optional[Transition], now: float) -> None:
         """Act on a lifecycle transition: judge with the new state, announce, report."""
         if transition is None:
             return
@@ -512,7 +425,7 @@ class Watcher:
             self.write_final_report()
         self._publish(state)
 
-    def _announce(self, state: _RunState, kind: str, message: str) -> None:
+    def _announce(self, state: FollowedRun, kind: str, message: str) -> None:
         logger.info("run '%s' %s: %s", state.run.name, kind, message)
         if kind == CRASHED and CRASHED not in LIFECYCLE_KINDS:
             kind = FINISHED  # the tracker announces it as an end; the message says crash
@@ -526,21 +439,11 @@ class Watcher:
 
     # -- Prometheus -----------------------------------------------------------------------
 
-    def _publish(self, state: _RunState) -> None:
+    def _publish(self, state: FollowedRun) -> None:
         if self.exporter is None:
             return
-        name = state.run.name
-        snap = snapshot(
-            name,
-            state.record.verdict,
-            state.record.roles,
-            state.run.sinks,
-            last_step=state.run.total_steps if state.run.points else None,
-            last_data=state.last_data_wall,
-            finished=state.life.ended,
-        )
         snapshots = dict(self._snapshots)
-        snapshots[name] = snap
+        snapshots[state.run.name] = state.snapshot()
         self._snapshots = snapshots
 
     def _forget_snapshot(self, name: str) -> None:

@@ -224,6 +224,25 @@ class OverfittingThresholds:
     )
 
 
+@dataclass(frozen=True)
+class CoverageThresholds:
+    """``[checks.coverage]``: whether the run's learning could be judged at all (no thresholds)."""
+
+
+@dataclass(frozen=True)
+class PeersThresholds:
+    """``[checks.peers]``: a run against its sibling seeds of the same configuration."""
+
+    spread: float = threshold_field(
+        2.0, "gap to the lowest sibling, in units of the siblings' spread, that is a WARNING"
+    )
+    progress: float = threshold_field(
+        1.0 / 3.0,
+        "the gap must also be at least this share of what the siblings gained since their start",
+        share=True,
+    )
+
+
 #: Check key (TOML section under ``[checks]``) -> its thresholds type, in report order.
 THRESHOLD_TYPES: Dict[str, Type[Any]] = {
     "nonfinite": NonfiniteThresholds,
@@ -238,6 +257,8 @@ THRESHOLD_TYPES: Dict[str, Type[Any]] = {
     "frozen_gradients": FrozenGradientsThresholds,
     "q_value": QValueThresholds,
     "overfitting": OverfittingThresholds,
+    "coverage": CoverageThresholds,
+    "peers": PeersThresholds,
 }
 
 #: Check key -> threshold name -> default (derived from :data:`THRESHOLD_TYPES`).

@@ -1,9 +1,11 @@
 """The bounded history's building blocks: bucket records and the arithmetic on them.
 
 :class:`tblive.series.stats.MetricStats` keeps its closed history buckets in one numpy record
-array of dtype :data:`BUCKET` (68 bytes a bucket).  Every closed bucket holds exactly ``width``
-consecutive points; the functions here append buckets from (k, width) blocks of points, merge
-adjacent pairs when the history is full, aggregate them, and lay them out as :class:`History`.
+array, :data:`NARROW_BUCKET` (46 bytes a bucket) with each field widened to its :data:`BUCKET`
+type (68 bytes) only once a figure needs it (:func:`fit`).  Every closed bucket holds exactly
+``width`` consecutive points; the functions here append buckets from (k, width) blocks of
+points, merge adjacent pairs when the history is full, aggregate them, and lay them out as
+:class:`History`.
 The EMA helpers give the exponential moving average of a block in closed form.  Pure
 functions of numpy arrays, no I/O.
 """
@@ -81,7 +83,9 @@ def f32_exact_array(values: np.ndarray) -> bool:
     """Whether float32 holds every value of a float64 array exactly."""
     with np.errstate(over="ignore"):
         narrow = values.astype(np.float32)
-    return bool(np.array_equal(narrow, values, equal_nan=True))
+    if (narrow == values).all():
+        return True
+    return bool(np.array_equal(narrow, values, equal_nan=True))  # NaN is held exactly too
 
 
 def fit(

@@ -11,7 +11,7 @@ window's figures) are memoised until the statistics next change (see
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -23,12 +23,11 @@ from tblive.series.trend import (
     VOLATILE_NOISE_FRACTION,
     Trend,
     judge_trend,
-    judge_trends,
 )
 from tblive.textfmt import finite as _none_if_not_finite
 from tblive.textfmt import format_number
 
-__all__ = ["HEAD_TAIL_FRACTION", "MetricFigures", "RecentFigures", "memoise_trends"]
+__all__ = ["HEAD_TAIL_FRACTION", "MetricFigures", "RecentFigures"]
 
 NAN = float("nan")
 
@@ -436,28 +435,3 @@ class MetricFigures:
             format_number(self.mean),
             self._width,
         )
-
-
-def memoise_trends(many: Iterable[MetricFigures]) -> None:
-    """Compute and memoise ``trend("all")`` and ``trend("recent")`` of many statistics at once.
-
-    The same trends each would compute on its own (:func:`tblive.series.trend.judge_trends`
-    over the series of one length together): a run's worth of metrics costs a few numpy
-    calls per length instead of a few dozen per metric.
-    """
-    groups: Dict[Tuple[str, int], List[Tuple[MetricFigures, np.ndarray, np.ndarray]]] = {}
-    for stats in many:
-        stats._memo_valid()
-        for part in ("all", "recent"):
-            if (stats._m_all if part == "all" else stats._m_part) is None:
-                x, y = stats._trend_points(part)
-                groups.setdefault((part, int(y.size)), []).append((stats, x, y))
-    for (part, _), members in groups.items():
-        trends = judge_trends(
-            np.array([x for _, x, _ in members]), np.array([y for _, _, y in members])
-        )
-        for (stats, _, _), result in zip(members, trends):
-            if part == "all":
-                stats._m_all = result
-            else:
-                stats._m_part = result

@@ -4,8 +4,9 @@ One :class:`MetricStats` per (run, tag) serves the post-hoc report, the live dae
 in-process callback alike: points arrive one at a time (:meth:`MetricStats.update`, O(1)
 amortised, pure Python) or in blocks (:meth:`MetricStats.update_many`, vectorised with numpy,
 same result up to floating-point rounding).  Memory per metric is bounded by a constant that
-depends only on ``history_buckets`` and ``recent_size`` (about 10 KB at the defaults), never
-on the number of points.
+depends only on ``history_buckets`` and ``recent_size`` (at the defaults about 8 KB for values
+read from event files, which are float32, and 10 KB for arbitrary float64 values), never on
+the number of points.
 
 What is kept
 ------------
@@ -15,12 +16,15 @@ What is kept
 * An exponential moving average (EMA) over finite values.
 * Two windows: the last ``recent_size`` finite values (the *recent* window the rules read)
   and the last ``recent_size`` points of any kind with their steps (the *raw* window, which
-  makes recent rewinds exact).
+  makes recent rewinds exact).  Until the first non-finite value both are one array; steps
+  are held in int32 until one does not fit.
 * A bounded history: at most ``history_buckets`` buckets in one numpy record array, each
   summarising ``width`` consecutive points (finite/NaN/zero counts, mean, M2, min, max, step
-  sum, last step and value), plus the open bucket still filling.  Width starts at 1; when
-  the buckets are full, adjacent pairs merge and the width doubles.  Trends, the smoothed
-  head/tail and "share of the run outside a band" are computed from this history.
+  sum, last step and value; each field as narrow as holds every figure exactly, see
+  :data:`tblive.series.buckets.NARROW_BUCKET`), plus the open bucket still filling.  Width
+  starts at 1; when the buckets are full, adjacent pairs merge and the width doubles.
+  Trends, the smoothed head/tail and "share of the run outside a band" are computed from
+  this history.
 
 Rewinds (a training restart)
 ----------------------------
@@ -396,17 +400,15 @@ class MetricStats(MetricFigures):
             int(steps.min()) < _I32_MIN or int(steps.max()) > _I32_MAX
         ):
             self._rs = self._rs.astype(np.int64)
-        index = (self._rpos + np.arange(count)) % size
-        self._rs[index] = steps[-count:]
-        self._rv[index] = values[-count:]
+        _ring_put(self._rs, self._rpos, steps[-count:])
+        _ring_put(self._rv, self._rpos, values[-count:])
         self._rpos = (self._rpos + count) % size
         self._rlen = min(size, self._rlen + count)
 
     def _put_recent(self, finite_values: np.ndarray) -> None:
         size = self._rsize
         count = min(size, finite_values.size)
-        index = (self._fpos + np.arange(count)) % size
-        self._fv[index] = finite_values[-count:]
+        _ring_put(self._fv, self._fpos, finite_values[-count:])
         self._fpos = (self._fpos + count) % size
         self._flen = min(size, self._flen + count)
 
@@ -561,3 +563,11 @@ class MetricStats(MetricFigures):
         """The EMA recomputed from the bucket means (approximate beyond width 1)."""
         hist = self.history()
         return ema_of_buckets(hist.counts, hist.means, self._alpha)
+
+
+def _ring_put(ring: np.ndarray, pos: int, data: np.ndarray) -> None:
+    """Write ``data`` (at most ``ring.size`` items) into the ring buffer from ``pos`` on."""
+    first = min(data.size, ring.size - pos)
+    ring[pos : pos + first] = data[:first]
+    if first < data.size:
+        ring[: data.size - first] = data[first:]

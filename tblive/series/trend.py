@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import List, NamedTuple, Tuple
+from typing import Dict, NamedTuple, Tuple
 
 import numpy as np
 
@@ -22,7 +22,6 @@ __all__ = [
     "VOLATILE_NOISE_FRACTION",
     "Trend",
     "judge_trend",
-    "judge_trends",
 ]
 
 #: Share of the history's step span judged by ``trend("recent")``.
@@ -71,8 +70,11 @@ def _pair_indices(n: int) -> Tuple[np.ndarray, np.ndarray]:
     return first, second
 
 
-def _median(values: np.ndarray) -> float:
-    """Median of a 1-d array without NaN (``np.median`` with less overhead)."""
+def _median(values: np.ndarray, scratch: bool = False) -> float:
+    """Median of a 1-d array without NaN (``np.median`` with less overhead).
+
+    ``scratch``: ``values`` is a temporary that may be reordered in place (no copy).
+    """
     size = values.size
     half = size // 2
     if size <= 256:
@@ -80,10 +82,34 @@ def _median(values: np.ndarray) -> float:
         if size % 2:
             return float(ordered[half])
         return (float(ordered[half - 1]) + float(ordered[half])) / 2.0
-    parted = np.partition(values, half)
+    if scratch:
+        values.partition(half)
+        parted = values
+    else:
+        parted = np.partition(values, half)
     if size % 2:
         return float(parted[half])
     return (float(parted[:half].max()) + float(parted[half])) / 2.0
+
+
+#: recent x judged -> (their pairwise differences, whether none is 0): the metrics of a run
+#: share their steps, and ``trend("all")`` / ``trend("recent")`` alternate; a few entries
+_step_pair_cache: Dict[bytes, Tuple[np.ndarray, bool]] = {}
+
+
+def _step_pairs(x: np.ndarray, first: np.ndarray, second: np.ndarray) -> Tuple[np.ndarray, bool]:
+    """``x[j] - x[i]`` of every pair (read-only) and whether none is 0 (cached)."""
+    key = x.tobytes()
+    known = _step_pair_cache.get(key)
+    if known is not None:
+        return known
+    dx = x.take(second) - x.take(first)
+    dx.flags.writeable = False
+    known = (dx, bool(np.count_nonzero(dx) == dx.size))
+    if len(_step_pair_cache) >= 4:
+        _step_pair_cache.clear()
+    _step_pair_cache[key] = known
+    return known
 
 
 def robust_noise(values: np.ndarray) -> float:
@@ -130,25 +156,30 @@ def judge_trend(
         return UNKNOWN_TREND
     first, second = _pair_indices(n)
     dy = y.take(second) - y.take(first)
-    dx = x.take(second) - x.take(first)
-    if np.count_nonzero(dx) < dx.size:  # pairs at one step have no slope
+    dx, steps_differ = _step_pairs(x, first, second)
+    if not steps_differ:  # pairs at one step have no slope
         valid = dx != 0
         if not valid.any():
             return UNKNOWN_TREND
-        slope = _median(dy[valid] / dx[valid])
+        slope = _median(dy[valid] / dx[valid], scratch=True)
     else:
-        slope = _median(dy / dx)
+        slope = _median(dy / dx, scratch=True)
     change = slope * float(x[-1] - x[0])
     noise = robust_noise(y)
     if noise > 0:
         strength = abs(change) / noise
     else:
         strength = INF if change != 0 else 0.0
-    s = float(np.count_nonzero(dy > 0) - np.count_nonzero(dy < 0))
     ordered = np.sort(y)
     repeated = ordered[1:] == ordered[:-1]
+    tied = bool(repeated.any())
+    if not tied and math.isfinite(ordered[0]) and math.isfinite(ordered[-1]):
+        # distinct finite values: no difference is 0 (nor NaN), so one count gives S
+        s = float(2 * np.count_nonzero(dy > 0) - dy.size)
+    else:
+        s = float(np.count_nonzero(dy > 0) - np.count_nonzero(dy < 0))
     tie_term = 0.0
-    if repeated.any():  # groups of equal values lower the variance of S
+    if tied:  # groups of equal values lower the variance of S
         edges = np.flatnonzero(~repeated) + 1
         ties = np.diff(np.concatenate(([0], edges, [n]))).astype(np.float64)
         tie_term = float((ties * (ties - 1) * (2 * ties + 5)).sum())
@@ -164,67 +195,3 @@ def judge_trend(
     else:
         label = "stable"
     return Trend(label, slope, change, strength, tau, bool(significant))
-
-
-def _row_medians(values: np.ndarray) -> np.ndarray:
-    """Median of each row of a 2-d array without NaN; the same numbers as :func:`_median`."""
-    size = values.shape[1]
-    half = size // 2
-    if size % 2:
-        return np.partition(values, half, axis=1)[:, half]
-    parted = np.partition(values, half, axis=1)  # one kth: several times faster than two
-    return (parted[:, :half].max(axis=1) + parted[:, half]) / 2.0
-
-
-def judge_trends(x: np.ndarray, y: np.ndarray) -> List[Trend]:
-    """:func:`judge_trend` (default thresholds) of each row of the (m, n) arrays ``x``, ``y``.
-
-    Many series of one length at once, for a run's worth of metrics: the numbers are the
-    ones :func:`judge_trend` gives row by row (order statistics and the same element-wise
-    arithmetic); rows with pairs at one step or tied values go through :func:`judge_trend`.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    m, n = y.shape
-    if n < MIN_TREND_BUCKETS or m == 0:
-        return [judge_trend(x[row], y[row]) for row in range(m)]
-    first, second = _pair_indices(n)
-    dy = y.take(second, axis=1) - y.take(first, axis=1)
-    if (x == x[0]).all():  # one set of steps for every series (metrics logged together)
-        dx = np.broadcast_to(x[0].take(second) - x[0].take(first), dy.shape)
-    else:
-        dx = x.take(second, axis=1) - x.take(first, axis=1)
-    ordered = np.sort(y, axis=1)
-    special = (dx == 0).any(axis=1) | (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
-    slopes = _row_medians(dy / np.where(dx == 0, 1.0, dx))
-    diffs = np.diff(y, axis=1)
-    mads = _row_medians(np.abs(diffs - _row_medians(diffs)[:, None]))
-    noises = _MAD_TO_STD * mads / math.sqrt(2.0)
-    levels = _row_medians(np.abs(y))
-    signs = np.count_nonzero(dy > 0, axis=1) - np.count_nonzero(dy < 0, axis=1)
-    variance = (n * (n - 1) * (2 * n + 5) - 0.0) / 18.0
-    results = []
-    for row in range(m):
-        if special[row]:
-            results.append(judge_trend(x[row], y[row]))
-            continue
-        slope = float(slopes[row])
-        change = slope * float(x[row, -1] - x[row, 0])
-        noise = float(noises[row])
-        if noise > 0:
-            strength = abs(change) / noise
-        else:
-            strength = INF if change != 0 else 0.0
-        s = float(signs[row])
-        z = (s - math.copysign(1.0, s)) / math.sqrt(variance) if variance > 0 and s != 0 else 0.0
-        tau = s / (n * (n - 1) / 2.0)
-        significant = abs(z) > _Z_95 and strength >= MIN_TREND_STRENGTH
-        level = float(levels[row])
-        if significant and abs(change) >= MATERIAL_CHANGE_FRACTION * level and slope != 0:
-            label = "increasing" if slope > 0 else "decreasing"
-        elif noise > VOLATILE_NOISE_FRACTION * level:
-            label = "volatile"
-        else:
-            label = "stable"
-        results.append(Trend(label, slope, change, strength, tau, bool(significant)))
-    return results

@@ -1,6 +1,8 @@
 """Non-finite Values: any NaN or +-Inf in a metric is CRITICAL (WARNING for explained variance).
 
-Names the metric, how many values, and the first step with one.
+Names the metric, how many values, and the first step with one. A single non-finite value at
+the very first step of a metric that is finite on all (at least 5) points since is an initial
+value (SB3-style "best so far = -inf", a mean over no episode yet): WARNING.
 """
 
 from __future__ import annotations
@@ -42,7 +44,33 @@ def check(
 
     def judge(ref: MetricRef, stats: MetricStats) -> Judgement:
         soft = matches(ev_patterns, ref.base)
-        status = Status.WARNING if soft else Status.CRITICAL
+        # one non-finite value at the very first step, finite ever since: an initial value
+        # (a "best so far" of -inf, a mean over no episode yet), not a numerical failure
+        sentinel = (
+            stats.nonfinite_count == 1
+            and stats.first_nonfinite_step == stats.first_step
+            and stats.finite_count >= 5
+        )
+        status = Status.WARNING if soft or sentinel else Status.CRITICAL
+        if sentinel:
+            return Judgement(
+                status,
+                "%s starts with a non-finite value at step %s and is finite on all %d points "
+                "since: an initial value (a 'best so far' of -inf, a mean over no episode yet), "
+                "not a blow-up. Check the first value is meant."
+                % (
+                    ref.tag,
+                    stats.first_nonfinite_step,
+                    stats.finite_count,
+                ),
+                {
+                    "nan_count": stats.nan_count,
+                    "inf_count": stats.inf_count,
+                    "count": stats.count,
+                    "first_nonfinite_step": stats.first_nonfinite_step,
+                    "initial_only": True,
+                },
+            )
         what = []
         if stats.nan_count:
             what.append("%d NaN" % stats.nan_count)

@@ -40,10 +40,6 @@ from tblive.series.stats import MetricStats
 KEY = "peers"
 NAME = "Peers"
 
-#: the gap must be this many spreads (of the siblings' levels, and of the runs' noise) ...
-SPREAD = 2.0
-#: ... and this share of what the siblings gained since their start
-PROGRESS = 1.0 / 3.0
 #: fewest comparable siblings for a comparison
 MIN_SIBLINGS = 2
 #: a level is the mean over this last share of the common steps
@@ -60,14 +56,6 @@ class _Level(NamedTuple):
     level: float
     noise: float
     start: float
-
-
-def _threshold(config: Config, name: str, default: float) -> float:
-    table = getattr(config, "thresholds", {}) or {}
-    try:
-        return float(table.get(KEY, {}).get(name, default))
-    except (TypeError, ValueError, AttributeError):
-        return default
 
 
 def _mean(means: np.ndarray, counts: np.ndarray) -> float:
@@ -208,8 +196,8 @@ def check(
 ) -> List[Finding]:
     if context is None or not context.siblings:
         return []
-    spread_factor = _threshold(config, "spread", SPREAD)
-    progress_share = _threshold(config, "progress", PROGRESS)
+    spread_factor = config.threshold(KEY, "spread")
+    progress_share = config.threshold(KEY, "progress")
     refs: List[MetricRef] = []
     seen = set()
     for ref in list(roles.success) + list(roles.main_reward):
