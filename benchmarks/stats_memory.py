@@ -8,8 +8,9 @@ Measured side by side in one run:
   ``np.mean`` / ``np.std`` at the end (memory grows with the run);
 * microseconds per ``update()`` call (pure Python per-point path), per point of
   ``update_many``, and per ``list.append`` for comparison (median of several repeats);
-* bytes held by one ``MetricStats`` (tracemalloc, 300 objects, after ``to_dict`` so the
-  memoised figures count too) at lengths from 200 to 1M points -- target <= 8 KB;
+* bytes held by one ``MetricStats`` (tracemalloc, 300 objects) at lengths from 200 to 200k
+  points, for float32 values (what event files hold) and float64 values, with and without
+  the memoised figures ``to_dict`` leaves -- target <= 8 KB;
 * microseconds per ``update_many`` call on a fresh 200-point / 30-point series (the cost per
   series of a sweep: a batch per series) -- it was ~500 us for 200 points.
 
@@ -292,13 +293,13 @@ def main() -> None:
     )
     print()
     print("Bytes per MetricStats (tracemalloc; target <= 8 KB)")
-    print("  %-44s" % "" + "".join("%10d" % n for n in lengths))
+    print("  %-50s" % "" + "".join("%10d" % n for n in lengths))
     for (float32, figures), used in sizes.items():
         label = "%s values, %s" % (
             "float32" if float32 else "float64",
             "after to_dict (memoised figures)" if figures else "statistics only",
         )
-        print("  %-44s" % label + "".join("%8.0f B" % b for b in used))
+        print("  %-50s" % label + "".join("%8.0f B" % b for b in used))
     print("update_many on a fresh series (one sweep series; was ~500 us for 200 points)")
     for length, micros in small.items():
         print("  %9d points  %7.1f us/call" % (length, micros))

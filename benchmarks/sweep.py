@@ -5,9 +5,12 @@ first time): 200 runs x 60 tags x 200 points = 2.4M scalars, SB3-like tag names 
 losses, entropy, KL, ...) and generic extras, every run a noisy rising reward.
 
 Measured in one run, each reader in its own fresh process (imports excluded from the time,
-peak RSS = the child's ``VmHWM``), median of ``--repeats``:
+peak RSS = the child's ``VmHWM``), median of ``--repeats`` (``--slow-repeats`` for the slow
+readers); report and EventAccumulator runs alternate, and the ratio of each back-to-back pair
+is printed too (the machine's load moves between runs):
 
-* ``tblive report --json`` (the CLI's ``main``: read, judge, render JSON to a file);
+* ``tblive report --json`` (the CLI's ``main``: read, judge, render JSON to a file; reading
+  the file back to check it happens after the clock stops);
 * TensorBoard's ``EventAccumulator``, run by run, every scalar taken out;
 * tbparse ``SummaryReader(tree).scalars`` when tbparse is installed (the ``bench`` extra);
 * ``tblive watch --poll``: its RSS once it has read the whole tree, and its CPU share while
@@ -19,8 +22,8 @@ peak; watch <= 250 MB once caught up, idle CPU < 1%.
 ``--json-scaling`` instead times ``render_json`` (and the verdict) on synthetic runs of 10k and
 100k series, to show the JSON report is linear in the number of series.
 
-Usage: ``python benchmarks/sweep.py [--repeats N] [--skip-slow] [--skip-watch]
-[--json-scaling] [--profile]``
+Usage: ``python benchmarks/sweep.py [--repeats N] [--slow-repeats N] [--skip-slow]
+[--skip-watch] [--json-scaling] [--profile]``
 """
 
 from __future__ import annotations

@@ -145,14 +145,19 @@ def test_flat_start_then_learning_is_never_critical(offset, scale, seed):
 
 
 @pytest.mark.parametrize("seed", (1, 2, 3))
-def test_flat_return_alone_with_planned_length_is_critical_by_30_percent(seed):
-    """A lone flat return: with the planned length known the sign must last 30% of it."""
+def test_flat_return_alone_with_planned_length_is_critical_by_half_the_run(seed):
+    """A lone flat return is the weakest sign (DQN/TD3 warm-ups explore for long stretches):
+    with the planned length known it must last half of it; without one it is a WARNING while
+    live (a point count is not a share of the run) and CRITICAL once finished."""
     run = ppo_run(400, seed, 0.0, 1.0)
     planned = int(run["rollout/ep_rew_mean"][0][-1])
     found = verdicts(run, lambda share: RunContext(planned_steps=planned, state=LIVE))
     first = first_critical(found)
-    assert first is not None and first <= 0.35, sequence(found)
-    assert sequence(found).endswith("C" * 13), sequence(found)
+    assert first is not None and 0.45 <= first <= 0.55, sequence(found)
+    assert sequence(found).endswith("C" * 10), sequence(found)
+    live = verdicts(run)
+    assert "C" not in sequence(live), sequence(live)
+    assert judge(run, 1.0, RunContext(state=FINISHED)).status == Status.CRITICAL
 
 
 @pytest.mark.parametrize("seed", (1, 2))
@@ -169,8 +174,9 @@ def test_td3_flat_episode_return_is_not_in_grace_after_tens_of_thousands_of_step
     found = verdicts(series)
     messages = [f.message for v in found[2:] for f in v.findings]
     assert not any("grace" in m for m in messages), [m for m in messages if "grace" in m][:2]
-    assert found[-1].status == Status.CRITICAL, sequence(found)
-    assert first_critical(found) <= 0.3, sequence(found)
+    # live with an unknown length a lone flat return is a WARNING; finished, CRITICAL
+    assert found[-1].status == Status.WARNING, sequence(found)
+    assert judge(series, 1.0, RunContext(state=FINISHED)).status == Status.CRITICAL
 
 
 def test_mappo_return_flat_for_273_points_is_critical():
@@ -182,9 +188,11 @@ def test_mappo_return_flat_for_273_points_is_critical():
         "dist_entropy": (steps, 1.6 + rng.normal(0, 0.01, points)),
         "value_loss": (steps, np.abs(0.3 + rng.normal(0, 0.02, points))),
     }
-    found = verdicts(series)
-    assert found[-1].status == Status.CRITICAL, sequence(found)
-    assert "C" in sequence(found) and sequence(found).endswith("C"), sequence(found)
+    planned = int(steps[-1])
+    found = verdicts(series, lambda share: RunContext(planned_steps=planned, state=LIVE))
+    first = first_critical(found)
+    assert first is not None and first <= 0.55 and sequence(found).endswith("C"), sequence(found)
+    assert judge(series, 1.0, RunContext(state=FINISHED)).status == Status.CRITICAL
 
 
 # ---------------------------------------------------------------- rise then plateau
@@ -379,6 +387,130 @@ def test_mapush_shape_with_an_improving_component_is_critical_and_stays(seed):
 def test_mapush_shape_healthy_twin_is_never_critical(seed):
     found = verdicts(mapush_shape(200, seed, healthy=True))
     assert "C" not in sequence(found), (sequence(found), critical_messages(found))
+
+
+# ------------------------------------------- healthy shapes that must never be CRITICAL
+
+
+def never_critical(series: Series) -> None:
+    """Never CRITICAL at any 5% prefix, without context and with the planned length known."""
+    planned = max(int(steps[-1]) for steps, _ in series.values())
+    plain = verdicts(series)
+    known = verdicts(series, lambda share: RunContext(planned_steps=planned, state=LIVE))
+    assert "C" not in sequence(plain), ("no context", sequence(plain), critical_messages(plain))
+    assert "C" not in sequence(known), ("planned", sequence(known), critical_messages(known))
+
+
+@pytest.mark.parametrize("seed,points", [(1, 2000), (2, 3000)])
+def test_dense_logger_long_warmup_is_never_critical(seed, points):
+    """A DQN-style run logged densely (thousands of points): the return sits at the random
+    policy's level for 30% of the run while epsilon decays, then rises. Windows follow the run's
+    progress, not its point count: 200 points are 10% of this run (R5)."""
+    rng = np.random.default_rng(seed)
+    p = np.linspace(0, 1, points)
+    steps = 5000 * np.arange(1, points + 1)
+    reward = -20.5 + 35 * np.clip((p - 0.3) / 0.7, 0, 1) ** 1.5 + ar_noise(rng, points, 0.4)
+    never_critical(
+        {
+            "rollout/ep_rew_mean": (steps, reward),
+            "rollout/exploration_rate": (steps, np.maximum(0.01, 1 - p / 0.1)),
+            "train/loss": (steps, np.abs(0.02 + rng.normal(0, 0.005, points))),
+        }
+    )
+
+
+@pytest.mark.parametrize("seed", (1, 2, 3))
+def test_random_policy_bump_is_not_a_collapse(seed):
+    """Per-episode returns of a random policy wander (CartPole: 8..24); a three-episode bump
+    is not a rise, so its end is not a collapse (R19b). Learning starts at 40%."""
+    rng = np.random.default_rng(seed)
+    points = 380
+    p = np.linspace(0, 1, points)
+    steps = np.cumsum(rng.integers(8, 25, points))
+    reward = np.round(10 + np.abs(rng.normal(0, 1.2, points)) * 1.5, 1)
+    bump = int(0.2 * points)
+    reward[bump : bump + 3] += (6, 5, 14)
+    reward = reward + 150 * np.clip((p - 0.4) / 0.6, 0, 1) ** 1.5
+    never_critical({"train/rew": (steps, reward), "loss": (steps, 0.3 + 0 * p)})
+
+
+@pytest.mark.parametrize("seed", (1, 2, 3))
+def test_sparse_reward_with_lucky_blips_is_never_critical(seed):
+    """A sparse task: reward exactly 0, lucky 0.01-0.05 episodes in 12-20% of the run, exactly
+    0 again, real learning from 35% (R22): a blip is not a rise, its end is not a collapse, and
+    success 0 with a flat return alone is the weakest sign."""
+    rng = np.random.default_rng(seed)
+    points = 400
+    p = np.linspace(0, 1, points)
+    steps = 5000 * np.arange(1, points + 1)
+    reward = np.zeros(points)
+    lucky = (p >= 0.12) & (p < 0.2) & (rng.random(points) < 0.5)
+    reward[lucky] = rng.uniform(0.01, 0.05, int(lucky.sum()))
+    learn = np.clip((p - 0.35) / 0.5, 0, 1)
+    reward = reward + 0.9 * learn * (1 + 0.05 * rng.normal(size=points)) * (p >= 0.35)
+    success = np.clip(0.9 * learn + rng.normal(0, 0.02, points), 0, 1) * (p >= 0.35)
+    never_critical(
+        {
+            "rollout/ep_rew_mean": (steps, reward),
+            "rollout/success_rate": (steps, success),
+            "train/entropy_loss": (steps, -1.2 + rng.normal(0, 0.01, points)),
+        }
+    )
+
+
+@pytest.mark.parametrize("seed", (1, 2))
+def test_dip_and_recover_is_never_critical(seed):
+    """The return rises by 20%, falls back to its floor for 8% of the run at 40%, recovers: a
+    dip that has just started is a collapse candidate, never "no net improvement"; the rise
+    and the dip do not inflate the noise (R28, R29, R33)."""
+    rng = np.random.default_rng(seed)
+    points = 200
+    p = np.linspace(0, 1, points)
+    steps = 50_000 * np.arange(1, points + 1)
+    level = -1 + 2.2 * np.clip(p / 0.2, 0, 1)
+    dip = (p >= 0.4) & (p < 0.48)
+    level[dip] = -1
+    reward = level + ar_noise(rng, points, 0.03)
+    never_critical(
+        {
+            "average_step_reward": (steps, reward),
+            "agent0/dist_entropy": (steps, 1.3 - 0.4 * p + rng.normal(0, 0.01, points)),
+        }
+    )
+
+
+@pytest.mark.parametrize("seed,points", [(1, 100), (2, 100), (1, 300)])
+def test_flat_start_then_clean_rise_is_never_critical(seed, points):
+    """Flat for 20% of the run, then a clean rise (R28): the rise is not the noise."""
+    rng = np.random.default_rng(seed)
+    p = np.linspace(0, 1, points)
+    steps = 2048 * np.arange(1, points + 1)
+    reward = -500 + ar_noise(rng, points, 10.0, rho=0.7) + 300 * np.clip((p - 0.2) / 0.4, 0, 1)
+    never_critical(
+        {
+            "rollout/ep_rew_mean": (steps, reward),
+            "train/entropy_loss": (steps, -(1.2 - 0.1 * p)),
+        }
+    )
+
+
+@pytest.mark.parametrize("seed", (1, 2))
+def test_td_gradient_that_grew_with_the_return_is_not_an_explosion(seed):
+    """A TD-loss gradient norm starts near 0 before any reward and jumps x100 in the first few
+    percent as the return grows, then hovers (PyMARL grad_norm): settled, not exploding (R18)."""
+    rng = np.random.default_rng(seed)
+    points = 205
+    p = np.linspace(0, 1, points)
+    steps = 10_000 * np.arange(1, points + 1)
+    rise = np.clip(p / 0.05, 0, 1)
+    grad = np.abs(0.15 + 15 * rise * np.exp(rng.normal(0, 0.35, points)))
+    series: Series = {
+        "return_mean": (steps, 2 + 16 * np.clip(p / 0.25, 0, 1) + rng.normal(0, 0.5, points)),
+        "battle_won_mean": (steps, np.clip(0.95 * np.clip((p - 0.05) / 0.3, 0, 1), 0, 1)),
+        "grad_norm": (steps, grad),
+        "loss": (steps, np.abs(0.05 + 0.5 * rise + rng.normal(0, 0.02, points))),
+    }
+    never_critical(series)
 
 
 # ------------------------------------------------------------------------ not judged

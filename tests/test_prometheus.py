@@ -3,10 +3,11 @@ daemon's and the monitor's /metrics, and the shipped example stack with the real
 Alertmanager servers (Debian's ``prometheus`` and ``prometheus-alertmanager``; skipped when they
 are not installed).
 
-The integration test uses copies of ``examples/prometheus/*.yml`` with the ports filled in, 1 s
-scrape and evaluation intervals, ``for: 1m`` shortened to ``for: 2s`` and Alertmanager's
-``group_wait`` to 1 s, and the Slack receiver pointed at a local Slack stand-in -- the only
-changes; everything else (rules, routes) is what ships.
+The integration test uses copies of ``examples/prometheus/*.yml`` with the ports filled in,
+0.5 s scrape and evaluation intervals, ``for: 1m`` shortened to ``for: 1s`` and Alertmanager's
+``group_wait`` to 0.5 s, and the Slack receiver pointed at a local Slack stand-in -- the only
+changes; everything else (rules, routes) is what ships.  (Prometheus 2.42 hands its first
+targets to the scraper about 5 s after it starts: most of the test's time.)
 """
 
 from __future__ import annotations
@@ -253,15 +254,15 @@ def test_example_stack_fires_for_the_failing_run_only(tmp_path):
     prometheus_yml = prometheus_yml.replace("127.0.0.1:9100", "127.0.0.1:%d" % exporter_port)
     prometheus_yml = prometheus_yml.replace("127.0.0.1:9093", "127.0.0.1:%d" % alertmanager_port)
     prometheus_yml = re.sub(
-        r"(scrape|evaluation)_interval: \S+", r"\1_interval: 1s", prometheus_yml
+        r"(scrape|evaluation)_interval: \S+", r"\1_interval: 500ms", prometheus_yml
     )
-    rules_yml = (EXAMPLES / "rules.yml").read_text().replace("for: 1m", "for: 2s")
+    rules_yml = (EXAMPLES / "rules.yml").read_text().replace("for: 1m", "for: 1s")
     alertmanager_yml = (EXAMPLES / "alertmanager.yml").read_text()
     alertmanager_yml = re.sub(
         r'api_url: "[^"]+"', 'api_url: "%s"' % slack.webhook_url(), alertmanager_yml
     )
-    alertmanager_yml = re.sub(r"group_wait: \S+", "group_wait: 1s", alertmanager_yml)
-    assert "for: 2s" in rules_yml and slack.webhook_url() in alertmanager_yml
+    alertmanager_yml = re.sub(r"group_wait: \S+", "group_wait: 500ms", alertmanager_yml)
+    assert "for: 1s" in rules_yml and slack.webhook_url() in alertmanager_yml
     (tmp_path / "prometheus.yml").write_text(prometheus_yml)
     (tmp_path / "rules.yml").write_text(rules_yml)
     (tmp_path / "alertmanager.yml").write_text(alertmanager_yml)
@@ -302,8 +303,6 @@ def test_example_stack_fires_for_the_failing_run_only(tmp_path):
             )
         )
         alerts_api = "http://127.0.0.1:%d/api/v2/alerts" % alertmanager_port
-        wait_until(lambda: up("http://127.0.0.1:%d/-/ready" % prometheus_port), 20, "p")
-        print("H8 prom ready at %.2f" % (time.monotonic() - started))
 
         def fired() -> List[Dict[str, Any]]:
             if not up("http://127.0.0.1:%d/-/ready" % alertmanager_port):
@@ -313,7 +312,6 @@ def test_example_stack_fires_for_the_failing_run_only(tmp_path):
             ]
 
         alerts = wait_until(fired, 50.0 - (time.monotonic() - started), "the alert in Alertmanager")
-        print("H8 fired at %.2f" % (time.monotonic() - started))
         # Prometheus has evaluated the healthy run too: it is OK there, and no alert names it
         query = "http://127.0.0.1:%d/api/v1/query?query=tblive_run_status" % prometheus_port
         result = get_json(query)["data"]["result"]
@@ -322,7 +320,6 @@ def test_example_stack_fires_for_the_failing_run_only(tmp_path):
         alerts = fired()
         # and Alertmanager's route delivered it to the (stand-in) Slack receiver
         posted = wait_until(lambda: slack.requests, 55.0 - (time.monotonic() - started), "Slack")
-        print("H8 posted at %.2f" % (time.monotonic() - started))
     finally:
         for server in servers:
             server.terminate()
@@ -343,4 +340,3 @@ def test_example_stack_fires_for_the_failing_run_only(tmp_path):
     body = json.dumps(posted[0].body)
     assert "CRITICAL: Run failing is CRITICAL" in body and "healthy" not in body
     assert time.monotonic() - started < 60.0
-    print("H8 end at %.2f" % (time.monotonic() - started))

@@ -220,3 +220,78 @@ def test_failed_real_runs_critical_by_60_percent_and_when_finished(case):
     for (run, percent), verdict in found.items():
         if percent >= 60:
             assert verdict.status == Status.CRITICAL, (run, percent, verdict.summary)
+
+
+def manifest_healthy() -> List[str]:
+    """Cases whose MANIFEST row carries the label **healthy**, plus the older rows described as
+    healthy in prose (``HEALTHY``): every run the MANIFEST calls healthy."""
+    found = list(HEALTHY)
+    for line in (REALWORLD / "MANIFEST.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) > 3 and "**healthy**" in cells and cells[1] not in found:
+            found.append(cells[1])
+    return [case for case in found if (REALWORLD / case).is_dir()]
+
+
+def live_prefixes(case: str, percents: List[int]):
+    """(run, percent, view, planned) for the live prefixes of every run of ``case``, built
+    once from the arrays: each tag's statistics are fed chunk by chunk, so every prefix costs
+    only its new points. A tag on another x-axis (its last step below a fifth of the run's, e.g.
+    an episode index next to env steps) is cut at the same share of its own range."""
+    import logging
+
+    from tblive.read.runs import load_points
+
+    logging.disable(logging.WARNING)
+    try:
+        runs = load_points(str(REALWORLD / case))
+    finally:
+        logging.disable(logging.NOTSET)
+    for run, series in runs.items():
+        arrays = {tag: pts.arrays()[:2] for tag, pts in series.items() if len(pts)}
+        if not arrays:
+            continue
+        first = min(int(s[0]) for s, _ in arrays.values())
+        last = max(int(s[-1]) for s, _ in arrays.values())
+        stats = {tag: MetricStats() for tag in arrays}
+        fed = {tag: 0 for tag in arrays}
+        for percent in percents:
+            share = percent / 100.0
+            for tag, (steps, values) in arrays.items():
+                lo, hi = int(steps[0]), int(steps[-1])
+                cut = first + (last - first) * share if hi >= 0.2 * last else lo + (hi - lo) * share
+                end = int(np.searchsorted(steps, cut, side="right"))
+                if end > fed[tag]:
+                    stats[tag].update_many(steps[fed[tag] : end], values[fed[tag] : end])
+                    fed[tag] = end
+            view = {tag: s for tag, s in stats.items() if fed[tag]}
+            yield run, percent, view, last
+
+
+def test_manifest_healthy_runs_never_critical_at_any_2_percent_prefix():
+    """The promise: a healthy run is never CRITICAL at any point of its life, whether its
+    planned length is unknown (no context) or known (live, planned = its last step)."""
+    from tblive.judge.context import LIVE, RunContext
+
+    cases = manifest_healthy()
+    assert len(cases) >= 10, cases
+    bad = []
+    for case in cases:
+        for run, percent, view, last in live_prefixes(case, list(range(2, 100, 2))):
+            contexts = [None, RunContext(state=LIVE, planned_steps=last)]
+            for context in contexts:
+                verdict = evaluate(run, view, context=context)
+                if verdict.status == Status.CRITICAL:
+                    bad.append(
+                        (
+                            case,
+                            percent,
+                            "planned" if context else "no context",
+                            [
+                                f.message[:160]
+                                for f in verdict.findings
+                                if f.status == Status.CRITICAL
+                            ],
+                        )
+                    )
+    assert not bad, bad

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tblive.judge.config import Config
+from tblive.judge.context import FINISHED, RunContext
 from tblive.judge.findings import Status
 from tblive.judge.roles import classify
 from tblive.judge.rules import CHECK_NAMES, CHECKS
@@ -73,7 +74,7 @@ CASES = [
         "success-zero-no-learning",
         "Success Rate",
         {"mapush/success_rate": np.zeros(N), "average_step_reward": flat(-0.05, 0.01)},
-        Status.CRITICAL,
+        Status.WARNING,
     ),
     (
         "success-zero-reward-rising",
@@ -85,7 +86,7 @@ CASES = [
         "success-near-zero-nothing-improves",
         "Success Rate",
         {"eval_win_rate": flat(0.04, 0.01), "eval_average_episode_rewards": flat(10, 0.5)},
-        Status.CRITICAL,
+        Status.WARNING,
     ),
     (  # the same low success while the return improves: said, not fatal
         "success-low-return-improving",
@@ -124,7 +125,7 @@ CASES = [
         "reward-flat-200-points",
         "Reward Trend",
         {"charts/episodic_return": flat(5.0, 1.0)},
-        Status.CRITICAL,
+        Status.WARNING,
     ),
     ("reward-falling", "Reward Trend", {"Train/mean_reward": ramp(10, 2, 0.3)}, Status.CRITICAL),
     (
@@ -393,27 +394,56 @@ def test_per_agent_metrics_summarised_once():
     assert finding.message.startswith("3 of 4 agents")
 
 
+def finished_worst(series: Dict[str, np.ndarray], check: str, points: Optional[int] = None):
+    verdict = evaluate("run", build(series, points), context=RunContext(state=FINISHED))
+    found = [f for f in verdict.findings if f.check == check]
+    return max((f.status for f in found), default=None), found
+
+
+@pytest.mark.parametrize(
+    "case,check,series",
+    [
+        (c[0], c[1], c[2])
+        for c in CASES
+        if c[0]
+        in (
+            "success-zero-no-learning",
+            "success-near-zero-nothing-improves",
+            "reward-flat-200-points",
+        )
+    ],
+)
+def test_never_improved_alone_is_warning_live_and_critical_finished(case, check, series):
+    """The lone "never improved" sign (flat return, success 0 with a flat return): a WARNING
+    while the run is live with an unknown length (a point count is not a share of the run),
+    CRITICAL once the run has finished."""
+    live, found = worst(series, check)
+    assert live == Status.WARNING, [f.message for f in found]
+    said = [f.message for f in evaluate("run", build(series)).findings]
+    assert any("until the run finishes" in m for m in said), said
+    assert finished_worst(series, check)[0] == Status.CRITICAL
+
+
 def test_grace_period_success_zero():
     series = {"mapush/success_rate": np.zeros(N), "average_step_reward": flat(-0.05, 0.01)}
-    # zero success is the only failure sign here: it must persist 3x the grace period
-    early, _ = worst(series, "Success Rate", points=20)
-    middle, _ = worst(series, "Success Rate", points=60)
-    late, _ = worst(series, "Success Rate", points=80)
-    assert (early, middle, late) == (Status.WARNING, Status.WARNING, Status.CRITICAL)
-    config = Config.default()
-    config.grace.min_points = 80
-    assert worst(series, "Success Rate", points=60, config=config)[0] == Status.WARNING
+    # zero success with a flat return is the only failure sign: live with an unknown length it
+    # stays a WARNING; on a finished run it is CRITICAL past the grace period
+    for points in (20, 60, 80, 200):
+        assert worst(series, "Success Rate", points=points)[0] == Status.WARNING
+    assert finished_worst(series, "Success Rate", points=80)[0] == Status.CRITICAL
+    assert finished_worst(series, "Success Rate", points=200)[0] == Status.CRITICAL
 
 
 def test_grace_expected_steps():
     config = Config.default()
-    # points are 1,000 steps apart: grace is the first 10% = 50 points, and zero success as
-    # the only failure sign must last 3 x 10% = 30% of the planned run = 150 points
+    # points are 1,000 steps apart: grace is the first 10% = 50 points, and zero success with a
+    # flat return as the only failure sign must last half the planned run = 250 points
     config.grace.expected_steps = 500_000
-    series = {"mapush/success_rate": np.zeros(N), "average_step_reward": flat(-0.05, 0.01)}
+    series = {"mapush/success_rate": np.zeros(300), "average_step_reward": flat(-0.05, 0.01, 300)}
     assert worst(series, "Success Rate", points=40, config=config)[0] == Status.WARNING
-    assert worst(series, "Success Rate", points=140, config=config)[0] == Status.WARNING
-    assert worst(series, "Success Rate", points=160, config=config)[0] == Status.CRITICAL
+    assert worst(series, "Success Rate", points=160, config=config)[0] == Status.WARNING
+    assert worst(series, "Success Rate", points=240, config=config)[0] == Status.WARNING
+    assert worst(series, "Success Rate", points=260, config=config)[0] == Status.CRITICAL
 
 
 def failure_run(seed: int, n: int = 200) -> Dict[str, np.ndarray]:

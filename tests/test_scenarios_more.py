@@ -546,14 +546,15 @@ SCENARIOS = [
     Scenario("few_points_harl", harl_happo, True, (5, 10, 15), seeds=(1,)),
     Scenario("few_points_sac_pendulum", sac_pendulum, True, (6, 10, 15), seeds=(1,)),
     # ---------------------------------------------------------------- failing
-    Scenario("success_zero_all_run", harl_stuck, False, (300, 1000), checks=("Success Rate",)),
-    # the same failures judged with the planned length known (the Monitor's expected_steps)
+    # success 0 with a flat return and nothing else wrong is the lone "never improved" sign:
+    # with the planned length known it must last half of it; live without a planned length it
+    # is never CRITICAL (a point count is not a share of the run), see test_rules
     Scenario(
         "success_zero_all_run+expected",
         harl_stuck,
         False,
-        (1000,),
-        seeds=(1,),
+        (300, 1000),
+        critical_by=0.5,
         checks=("Success Rate",),
         expected_steps=True,
     ),

@@ -511,7 +511,84 @@ def test_full_history_fits_in_a_few_kilobytes():
         kept.append(stats)
     per_stats = (tracemalloc.get_traced_memory()[0] - before) / len(kept)
     tracemalloc.stop()
-    assert per_stats < 12_000  # ~10 KB at the defaults (was ~49 KB)
+    assert per_stats < 12_000  # float64 values: ~9 KB at the defaults (was ~49 KB)
+
+
+def _history_bytes(values: np.ndarray) -> float:
+    import tracemalloc
+
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    kept = []
+    for _ in range(20):
+        stats = MetricStats()
+        stats.update_many(np.arange(values.size), values)
+        kept.append(stats)
+    per_stats = (tracemalloc.get_traced_memory()[0] - before) / len(kept)
+    tracemalloc.stop()
+    return per_stats
+
+
+def test_float32_values_keep_a_narrower_history_than_float64():
+    values = np.random.default_rng(5).normal(size=2_000)  # 125 buckets: the fullest history
+    narrow = _history_bytes(values.astype(np.float32).astype(np.float64))
+    wide = _history_bytes(values)
+    assert narrow <= 8192 and narrow < wide - 1000  # event-file values: min/max/last in float32
+
+
+@pytest.mark.parametrize("mode", ["many", "loop"])
+def test_narrow_fields_widen_and_every_figure_stays_exact(mode):
+    """Values float32 cannot hold, steps past int32 and counts past uint16 widen the field;
+    each figure is then the one the plain float64 reference gives."""
+    rng = np.random.default_rng(11)
+    size = 4_000
+    steps = np.arange(size, dtype=np.int64) * 3 + 2**31 - 6_000  # crosses the int32 limit
+    values = rng.normal(size=size).astype(np.float32).astype(np.float64)
+    values[2_500] = 50.0 + 2.0**-40  # not a float32, and its bucket's max
+    values[3_100] = np.nan
+    stats = MetricStats(history_buckets=8)
+    if mode == "many":
+        stats.update_many(steps[:2_000], values[:2_000])
+        stats.update_many(steps[2_000:], values[2_000:])
+    else:
+        feed_loop(stats, steps, values)
+    finite = values[np.isfinite(values)]
+    assert stats.min == finite.min() and stats.max == finite.max()
+    assert stats.last_step == steps[-1] and stats.first_nonfinite_step == steps[3_100]
+    assert stats._rec.dtype["last_step"] == np.int64 and stats._rec.dtype["min"] == np.float64
+    history = stats.history()
+    assert history.last_steps[-1] == steps[-1] and history.first_steps[0] == steps[0]
+    edges = np.searchsorted(steps, history.last_steps, side="right")
+    starts = np.concatenate(([0], edges[:-1]))
+    for lo, hi, low, high in zip(starts, edges, history.mins, history.maxs):
+        part = values[lo:hi][np.isfinite(values[lo:hi])]
+        assert low == part.min() and high == part.max()
+    np.testing.assert_array_equal(stats._raw_window()[0], steps[-64:])
+    # counts past uint16: width 2**17 needs one merge beyond 65,535 points a bucket
+    big = MetricStats(history_buckets=8)
+    count = 8 * 2**16 + 10
+    big.update_many(np.arange(count), np.zeros(count))
+    assert big.zero_count == count and big._rec.dtype["zero"].itemsize > 2
+    assert int(big._rec["nf"][: big._nb].sum()) + big._o_nf == count
+
+
+def test_recent_window_shares_the_raw_window_until_a_non_finite_value():
+    stats = MetricStats(recent_size=8)
+    stats.update_many(np.arange(30), np.arange(30.0))
+    assert stats._fv is stats._rv
+    np.testing.assert_array_equal(stats.recent_values(), np.arange(22.0, 30.0))
+    stats.update(30, float("nan"))
+    assert stats._fv is not stats._rv
+    np.testing.assert_array_equal(stats.recent_values(), np.arange(22.0, 30.0))
+    stats.update(31, 31.0)
+    np.testing.assert_array_equal(stats.recent_values(), np.arange(23.0, 30.0).tolist() + [31.0])
+    assert stats._raw_window()[1][-2] != stats._raw_window()[1][-2]  # the NaN is a raw point
+    # a rewind keeps the windows exact whether they are shared or not
+    shared = MetricStats(recent_size=8)
+    shared.update_many(np.arange(100), np.arange(100.0))
+    shared.rewind(97)
+    assert shared._fv is shared._rv
+    np.testing.assert_array_equal(shared.recent_values(), np.arange(97.0)[-8:])  # width 1: exact
 
 
 def test_fraction_outside_is_exact_at_width_one():

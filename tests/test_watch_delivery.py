@@ -89,7 +89,8 @@ def test_failure_written_live_is_at_most_three_messages_and_none_after_a_restart
     assert "XXXXSECRETXXXX" not in daemon.text()
 
     again = Daemon(tmp_path, logdir, slack_server.webhook_url())
-    time.sleep(1.5)  # it has read the tree ("following"), judged it, announced nothing new
+    # it has read the tree and judged it; whatever it would announce is flushed at SIGTERM
+    wait_until(lambda: "first pass done: 1 runs" in again.text(), 30, "the first pass")
     assert again.stop() == 0
     assert titles(slack_server) == sent
 
@@ -101,7 +102,8 @@ def test_thirty_failed_runs_at_start_are_one_startup_digest(tmp_path, slack_serv
         shutil.copytree(str(logdir / "seed00"), str(logdir / ("seed%02d" % i)))
     daemon = Daemon(tmp_path, logdir, slack_server.webhook_url())
     wait_until(lambda: len(titles(slack_server)) >= 1, 60, "start-up digest")
-    time.sleep(1.0)
+    # every run read and judged; whatever else it would announce is flushed at SIGTERM
+    wait_until(lambda: "first pass done: 30 runs" in daemon.text(), 30, "the first pass")
     assert daemon.stop() == 0
     sent = titles(slack_server)
     assert len(sent) == 1, sent
@@ -126,8 +128,8 @@ def test_kill_9_during_an_outage_then_restart_loses_and_repeats_nothing(tmp_path
         server.requests.clear()
         again = Daemon(tmp_path, logdir, server.webhook_url())
         wait_until(lambda: len(server.requests) >= 2, 30, "the pending alerts")
-        time.sleep(1.0)
-        assert again.stop() == 0
+        wait_until(lambda: "first pass done: 1 runs" in again.text(), 30, "the first pass")
+        assert again.stop() == 0  # flushes anything else it would send
         delivered = titles(server)
     assert len(delivered) == 2, delivered  # each alert once, in order
     assert delivered[0].startswith("\U0001f534 CRITICAL run 'seed1'")

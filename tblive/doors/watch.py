@@ -213,6 +213,7 @@ class Watcher:
                 self._step([])
             finally:
                 self.engine.end_startup(self.path)
+            logger.info("first pass done: %d runs read and judged", len(self.states))
             self._started.set()
             while not self.stopping:
                 if self.reload_requested:

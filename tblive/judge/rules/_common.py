@@ -56,7 +56,7 @@ def in_grace(stats: MetricStats, config: Config, clock: Optional[RunClock] = Non
         if grace.min_steps and clock.last_step < grace.min_steps:
             return True
         if clock.planned > 0:  # the planned share, and a minimum sample to judge at all
-            return clock.last_step < grace.fraction * clock.planned or clock.points < MIN_SAMPLE
+            return (clock.share or 0.0) < grace.fraction or clock.points < MIN_SAMPLE
         return clock.points < grace.min_points
     if stats.finite_count < grace.min_points:
         return True

@@ -54,9 +54,12 @@ from tblive.judge.rules._progress import (
 )
 from tblive.series.stats import MetricStats
 
-#: A lone "no net improvement of the return" sign must last this many grace periods (points;
-#: with a planned length, 3x the grace fraction like any lone sign).
-FLAT_ONLY_FACTOR = 8
+#: A lone "the primary signals never improved" sign (a flat return, or success that never left
+#: 0 with a flat return: one fact) is the weakest sign (off-policy warm-ups, epsilon schedules and
+#: sparse tasks sit flat for long stretches before the return moves): with a known planned length
+#: it must last this share of it; with an unknown length a point count says nothing about the
+#: share of the run, so it is never CRITICAL while the run is live (CRITICAL once finished).
+FLAT_ONLY_SHARE = 0.5
 
 
 @dataclass
@@ -168,15 +171,22 @@ class Evidence:
     def count(self) -> int:
         return len(self.signs)
 
-    #: the only sign is a return with no net improvement: the weakest sign (DQN and TD3
-    #: warm-ups explore for a long while before the return moves), so it must last longest
+    #: the only sign is that the primary signals never improved: the weakest sign (see
+    #: ``FLAT_ONLY_SHARE``), so it must last longest
     flat_only: bool = False
 
     def _factor(self) -> int:
         factor = 1 if self.count >= 3 else (2 if self.count == 2 else 3)
-        if self.count == 1 and self.flat_only:
-            factor = FLAT_ONLY_FACTOR
         return factor * 2 if self.no_reward_yet else factor
+
+    @property
+    def _flat_only_live(self) -> bool:
+        """A lone flat return on a live run of unknown length: never enough (see
+        ``FLAT_ONLY_SHARE``); nor on a resumed run, whose start (and rise) was not seen: flat
+        at the level it resumed at is not "never improved"."""
+        if not self.flat_only:
+            return False
+        return self.clock.resumed or (self.clock.planned <= 0 and not self.clock.finished)
 
     def points_needed(self, config: Config) -> int:
         return self._factor() * config.grace.min_points
@@ -187,15 +197,25 @@ class Evidence:
         have flat starts of up to 30% with zero success and rising entropy, and the promise is
         CRITICAL *by* 30%); twice that before any reward was ever non-zero."""
         factor = 1 if self.count >= 3 else 3
-        return min(factor * (2 if self.no_reward_yet else 1) * config.grace.fraction, 0.9)
+        share = factor * (2 if self.no_reward_yet else 1) * config.grace.fraction
+        if self.flat_only:
+            share = max(share, FLAT_ONLY_SHARE)
+        return min(share, 0.9)
 
     def window(self, config: Config) -> str:
         """How long the signs must last, in the unit the run is measured in."""
-        if self.clock.planned > 0:
+        if self.clock.planned > 0 and not (self._flat_only_live and self.clock.resumed):
             return "%.0f%% of the planned %d steps" % (
                 100 * self.share_needed(config),
                 self.clock.planned,
             )
+        if self._flat_only_live and self.clock.resumed:
+            return (
+                "longer than this resumed run shows (it starts at step %d: its start was not seen)"
+                % (self.clock.first_step)
+            )
+        if self._flat_only_live:
+            return "until the run finishes (its planned length is unknown)"
         return "%d points" % self.points_needed(config)
 
     def enough(self, stats: MetricStats, config: Config, holding_protects: bool = True) -> bool:
@@ -205,7 +225,7 @@ class Evidence:
             return False
         if holding_protects and self.progress.holding:
             return False
-        if in_grace(stats, config, self.clock):
+        if in_grace(stats, config, self.clock) or self._flat_only_live:
             return False
         return self.clock.reached(self.share_needed(config), self.points_needed(config))
 
@@ -256,7 +276,10 @@ def failure_evidence(
     )
     if all_zero and rewards_flat and not falling:
         signs.append("%s never left ~0 and %s is flat" % (zero_success[0], flat_rewards[0]))
+        flat_sign = signs[-1]
     elif all_zero:
+        # the return rose and plateaus (or falls) short of any success: learning has already
+        # stopped below the task, a stronger sign than a flat start, with the usual window
         signs.append("%s never left ~0" % zero_success[0])
     elif progress.never_improved and rewards_flat and not falling:
         signs.append("%s shows no net improvement (within its noise)" % flat_rewards[0])

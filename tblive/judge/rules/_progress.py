@@ -36,6 +36,11 @@ SMOOTH_SHARE = 0.05
 HOLD_SHARE = 0.5
 #: A success rate's smallest meaningful step (absolute, on the [0, 1] scale).
 SUCCESS_RESOLUTION = 0.02
+#: A finished run that ended before this share of its planned length was stopped, not
+#: finished: its slow signs are judged as a live run's at the share it reached.
+STOPPED_SHARE = 0.9
+#: A run whose first step lies beyond this share of its length continues an earlier run.
+RESUMED_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -52,16 +57,25 @@ class RunClock:
     state: str = ""
 
     @property
+    def resumed(self) -> bool:
+        """The run continues an earlier one (its first step is beyond ``RESUMED_SHARE`` of its
+        length: a checkpoint resumed into a new folder), so its start was not seen."""
+        return self.first_step > RESUMED_SHARE * max(self.last_step, self.planned, 1)
+
+    @property
     def share(self) -> Optional[float]:
-        """Share of the planned length reached, None when the planned length is unknown."""
+        """Share of the planned length reached, None when the planned length is unknown.
+        Progress counts from the run's first step (a resumed run at 6M of 10M that has run
+        0.4M steps is 10% into what it had left, not 64%)."""
         if self.planned <= 0:
             return None
-        return self.last_step / float(self.planned)
+        origin = self.first_step if self.resumed and self.first_step < self.planned else 0
+        return (self.last_step - origin) / float(max(self.planned - origin, 1))
 
     def reached(self, share: float, points: int) -> bool:
         """The run has lasted ``share`` of its planned length (when known) or ``points``."""
         if self.planned > 0:  # "about": a logging interval may straddle the boundary
-            return self.last_step >= (share - 0.01) * self.planned
+            return (self.share or 0.0) >= share - 0.01
         return self.points >= points
 
     def span(self) -> str:
@@ -73,6 +87,10 @@ class RunClock:
             text += ", %.0f%% of the planned %d" % (100 * min(self.share, 9.99), self.planned)
         return text
 
+
+#: Tags whose last step exceeds most tags' (their median) or the planned length by more than
+#: this factor are on another axis (wall seconds, say) and do not measure the run's progress.
+AXIS_OVERSHOOT = 1.05
 
 #: ``planned_source`` of a finished run judged over its own length (no planned length known).
 OWN_LENGTH = "the finished run's own length"
@@ -99,16 +117,31 @@ def run_clock(
     pool = main or cadence or list(live.values())
     points = max((s.finite_count for s in pool), default=0)
     first = min((int(s.first_step) for s in live.values()), default=0)
-    last = max((int(s.last_step) for s in live.values()), default=0)
+    lasts = [int(s.last_step) for s in live.values()]
+    last = max(lasts, default=0)
     planned, source = 0, ""
     if context is not None and context.planned_steps:
         planned, source = int(context.planned_steps), context.planned_source or "run context"
     elif config.grace.expected_steps:
         planned, source = int(config.grace.expected_steps), "grace.expected_steps"
+    # progress is read on the axis most tags share: a tag whose last step runs ahead of most
+    # tags' (rsl_rl's `*/time` tags count wall seconds), or beyond the planned length, is on
+    # another axis and is not the run's step
+    if lasts:
+        bound = AXIS_OVERSHOOT * float(np.median(lasts))
+        if planned > 0:
+            bound = min(max(bound, 0.0), AXIS_OVERSHOOT * planned)
+        last = max((x for x in lasts if x <= bound), default=last)
     finished = bool(context is not None and context.finished)
+    state = context.state if context is not None else ""
+    if finished and planned > 0 and last < STOPPED_SHARE * planned:
+        # ended well short of its planned length (preempted, killed, cancelled): it did not
+        # finish its training, so the slow signs are judged as at the share it reached
+        finished, state = False, "stopped at %.0f%% of its planned length" % (
+            100.0 * last / planned
+        )
     if finished and planned <= 0:
         planned, source = last, OWN_LENGTH
-    state = context.state if context is not None else ""
     return RunClock(points, first, last, planned, source, finished, state)
 
 
@@ -206,16 +239,29 @@ def _mad_noise(values: np.ndarray) -> float:
             continue
         diffs = values[lag:] - values[:-lag]
         mad = float(np.median(np.abs(diffs - np.median(diffs))))
+        if mad == 0.0:
+            # most differences are exactly 0 (a sparse reward that is 0 most of the time): the
+            # MAD says nothing, the root mean square of the differences does
+            mad = float(np.sqrt(np.mean(diffs * diffs))) / 1.482602218505602
         found = max(found, 1.482602218505602 * mad / math.sqrt(2.0))
     return found
 
 
 def block_noise(means: np.ndarray, counts: np.ndarray, window: int) -> float:
-    """Noise of the level at the smoothing scale: the robust spread of successive differences
-    of non-overlapping block means (``window`` history buckets each), averaged over the
-    ``window`` ways to cut the blocks. Differences remove a steady trend, the median absolute
-    deviation ignores spikes, and blocks at the smoothing scale carry the wander of
-    autocorrelated series (rolling means) as well as white noise."""
+    """Noise of the level at the smoothing scale: the smallest, over block lengths of 1 to
+    ``window`` buckets, of :func:`_block_noise_at` (a rise or a dip leaks into differences of
+    block means more the longer the blocks, slope x block, while the true noise of a block mean
+    only shrinks with its length: the smallest estimate is the noise, not the trend)."""
+    window = max(int(window), 1)
+    return min(_block_noise_at(means, counts, w) for w in range(1, window + 1))
+
+
+def _block_noise_at(means: np.ndarray, counts: np.ndarray, window: int) -> float:
+    """The robust spread of successive differences of non-overlapping block means (``window``
+    history buckets each), averaged over the ``window`` ways to cut the blocks. Differences
+    remove a steady trend, the median absolute deviation ignores spikes, and blocks at the
+    smoothing scale carry the wander of autocorrelated series (rolling means) as well as white
+    noise."""
     if means.size // max(window, 1) < 3:
         window = 1
     if means.size < 3:

@@ -4,7 +4,9 @@ With factor = current level / max(head, ``floor``) of the norm, the current leve
 larger of the smoothed tail and the median of the last 5 points (quick, yet spike-proof) (a norm that starts near zero because
 there is no reward to fit yet, then settles at a normal level, has not exploded):
 * factor >= ``blowup`` (at least 5 points): CRITICAL even in grace;
-* factor >= ``explode_critical`` with a significant rise, after grace: CRITICAL;
+* factor >= ``explode_critical`` with a significant rise, after grace, and the current level
+  still ``SETTLED_FACTOR`` (3x) above the norm's median level: CRITICAL (a norm that jumped in
+  its first updates and has hovered since has settled at a new normal: WARNING);
 * factor >= ``explode_warning`` with a significant rise: WARNING;
 * a spike (largest history level >= ``spike`` x the median level): WARNING;
 * tail <= ``vanish_factor`` x the median level, below its head, with a significant trend:
@@ -44,6 +46,9 @@ from tblive.series.stats import MetricStats
 
 #: Share of exactly-zero updates from which growth is judged on the non-zero updates only.
 NONZERO_JUDGED = 0.2
+#: Growth below ``blowup`` is CRITICAL only while the current level is at least this many times
+#: the norm's median level (still climbing, not settled at a new normal; as for value loss).
+SETTLED_FACTOR = 3.0
 
 KEY = "grad_norm"
 NAME = "Gradient Norms"
@@ -149,21 +154,33 @@ def check(
                 "%s, threshold x%s): exploding gradients. %s" % (grows, fmt(blowup), advice_up),
                 details,
             )
-        if rising and factor >= crit and not grace:
+        typical = float(np.median(np.abs(levels(stats)))) if stats.finite_count else 0.0
+        details["median_level"] = typical
+        # growth short of a blow-up is an explosion only while the norm still climbs well above
+        # its own median level: a norm that jumped in the first updates (a TD gradient grows
+        # with the return it fits) and has hovered since has settled, not exploded
+        settled = tail < SETTLED_FACTOR * typical
+        details["settled"] = settled
+        if rising and factor >= crit and not grace and not settled:
             return Judgement(
                 Status.CRITICAL,
                 "%s, threshold x%s): exploding gradients. %s" % (grows, fmt(crit), advice_up),
                 details,
             )
         if rising and factor >= warn:
+            note = (
+                "; it has settled near its median level %s, not climbing on" % fmt(typical)
+                if settled and factor >= crit
+                else ""
+            )
             return Judgement(
-                Status.WARNING, "%s, threshold x%s). %s" % (grows, fmt(warn), advice_up), details
+                Status.WARNING,
+                "%s, threshold x%s)%s. %s" % (grows, fmt(warn), note, advice_up),
+                details,
             )
         spiky = spike_judgement(ref, stats, spikes, spike, advice_up, details)
         if spiky is not None:
             return spiky
-        typical = float(np.median(np.abs(levels(stats)))) if stats.finite_count else 0.0
-        details["median_level"] = typical
         if typical > 0 and tail <= vanish * typical and head > tail and trend.significant:
             return Judgement(
                 Status.WARNING,

@@ -62,7 +62,7 @@ def check(
             if in_grace(stats, config, clock):
                 return Judgement(
                     Status.OK,
-                    "%s is ~0 so far (recent |values| <= %s); within the grace period."
+                    "%s is ~0 so far (recent |values| <= %s); too early in the run to judge."
                     % (ref.tag, fmt(largest)),
                     details,
                 )

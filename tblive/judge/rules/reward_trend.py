@@ -5,11 +5,13 @@ learning state comes from ``_progress.signal_state`` (judged against its own noi
 * improving now (a new best beyond its noise in the last quarter of the run): OK;
 * rose and keeps more than half its gain without new bests: OK, said as *holding*, never as
   improving (a converged run or a plateau);
-* rose clearly (4x its noise, its rolling median held half the gain on 5% of the points) and
+* rose clearly (4x its noise, its rolling median held half the gain without interruption for
+  5% of the points: scattered bumps of a flat series are not a rise) and
   lost ``peak_drop`` of the gain: WARNING; lost ``collapse`` of it and stayed down on every
   point of a fifth of the run so far (10 to ``grace.min_points`` points; with the planned length
   known, at least 2 x ``grace.fraction`` of it), not recovering by a fifth of the lost gain,
-  past grace, nothing else improving, no curriculum step: CRITICAL;
+  past grace, nothing else improving, no curriculum step, and not a run whose logged success
+  rate never reached ``success.low`` (nothing learned to lose: a lucky bump): CRITICAL;
 * falling by ``min_change`` (a significant trend and more than 2 recent standard deviations):
   WARNING until the run's failure signs have lasted (``_evidence.Evidence``), then CRITICAL;
 * no net improvement (flat within three times its noise, at any offset and scale, or back at
@@ -51,6 +53,16 @@ def _rolling_median(values: np.ndarray, window: int) -> np.ndarray:
     )
 
 
+def _longest_held(counts: np.ndarray, above: np.ndarray) -> float:
+    """Points in the longest unbroken stretch of buckets where ``above`` holds: a level is
+    held when it lasts without interruption, not when scattered bumps add up to it."""
+    best = run = 0.0
+    for count, flag in zip(np.asarray(counts, dtype=np.float64).tolist(), above.tolist()):
+        run = run + count if flag else 0.0
+        best = max(best, run)
+    return best
+
+
 KEY = "reward"
 NAME = "Reward Trend"
 
@@ -66,6 +78,8 @@ def check(
     evidence = failure_evidence(view, roles, config, context)
     progress = evidence.progress
     clock = evidence.clock
+    success_states = [s for s in progress.states if s.kind == "success"]
+    success_low = config.threshold("success", "low")
 
     def judge(ref: MetricRef, stats: MetricStats) -> Optional[Judgement]:
         if stats.finite_count == 0:
@@ -91,12 +105,12 @@ def check(
         gain = best - start
         # the rise must be clear against the series' own noise (block noise at the smoothing
         # scale, robust to the collapse itself), and the best level must have been held, not
-        # touched by a few lucky or outlier episodes: the rolling median (5 buckets) reached
-        # half the gain on at least 5 points and 5% of them
+        # touched by a few lucky or outlier episodes: the rolling median (5 buckets) stayed at
+        # half the gain, without interruption, on at least 5 points and 5% of them
         noise = state.delta if state is not None else 0.0
         hist = stats.history()
         medians = _rolling_median(np.asarray(hist.means, dtype=np.float64), 5)
-        held = float(np.sum(hist.counts[medians >= start + 0.5 * gain])) if gain > 0 else 0.0
+        held = _longest_held(hist.counts, medians >= start + 0.5 * gain) if gain > 0 else 0.0
         rose = (
             smooth.size >= 4
             and gain > 4.0 * noise
@@ -160,7 +174,14 @@ def check(
                     " while the curriculum moved on (%s: a harder lesson lowers the reward)"
                     % (", ".join(lessons[:2]))
                 )
-            collapsed = lost >= collapse and stays_down and not recovering and not lessons
+            # a collapse loses something learned: with a success rate logged that never
+            # reached `success.low`, a return falling back to its start lost a lucky bump, and
+            # is judged as no net improvement (with its persistence window) below
+            unsolved = bool(success_states) and all(s.best < success_low for s in success_states)
+            details["never_solved"] = unsolved
+            collapsed = (
+                lost >= collapse and stays_down and not recovering and not lessons and not unsolved
+            )
             if collapsed and not grace and not others:
                 return Judgement(
                     Status.CRITICAL,
@@ -259,8 +280,8 @@ def check(
         if grace:
             return Judgement(
                 Status.OK,
-                "%s: no clear trend yet (%s -> %s) after %d points; within the grace period "
-                "(%s)."
+                "%s: no clear trend yet (%s -> %s) after %d points; too early in the run to "
+                "judge (slow checks judge after %s)."
                 % (ref.tag, fmt(head), fmt(tail), stats.finite_count, grace_text(config, clock)),
                 details,
             )

@@ -85,8 +85,9 @@ def check(
             if in_grace(stats, config, clock):
                 return Judgement(
                     Status.WARNING,
-                    "%s is still 0 after %s; within the grace period (%s), so not yet a "
-                    "failure. Watch it." % (ref.tag, span, grace_text(config, clock)),
+                    "%s is still 0 after %s; too early in the run to call it a failure (slow "
+                    "checks judge after %s). Watch it."
+                    % (ref.tag, span, grace_text(config, clock)),
                     details,
                 )
             if clock.finished and stats.finite_count >= 3:
@@ -138,16 +139,19 @@ def check(
                 return Judgement(
                     Status.CRITICAL,
                     "%s never clearly left ~0 over %s (best level %s, now %s; threshold %s "
-                    "plus its noise) and nothing improves now (%s): the task is not being "
-                    "solved. Try: check the reward shaping and success criterion, or a simpler "
-                    "curriculum stage."
+                    "plus its noise) %s (%s): the task %s. Try: check the reward shaping and "
+                    "success criterion, or a simpler curriculum stage."
                     % (
                         ref.tag,
                         clock.span(),
                         fmt(state.best * scale),
                         fmt(state.current * scale),
                         fmt(low * scale),
+                        "over the finished run, whatever else changed"
+                        if clock.finished
+                        else "and nothing improves now",
                         progress.describe(),
+                        "was never solved" if clock.finished else "is not being solved",
                     ),
                     details,
                 )
