@@ -10,17 +10,49 @@ from __future__ import annotations
 import io
 import math
 import os
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pytest
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
 
+# One math thread per process (inherited by the scripts the tests run): the tests train tiny
+# networks, where torch's default of a thread per core only adds OpenMP threads spinning against
+# the other pytest worker for the same cores (the SB3 example took twice as long).  Set before
+# any test module imports torch.
+for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
 REALWORLD = Path(__file__).resolve().parents[2] / "shared" / "realworld"
 
 Point = Tuple[int, float, float]  # (step, value, wall_time)
+
+
+@pytest.fixture
+def memory_tmp_path(tmp_path: Path) -> Iterator[Path]:
+    """A fresh directory in memory (``/dev/shm``) when there is a roomy one, else ``tmp_path``.
+
+    For tests that write a small file thousands of times (every cut of a file, every example of
+    a property): on a busy disk each rewrite costs milliseconds, so those tests took seconds.
+    Only for small files and reading logic that does not depend on the file system.
+    """
+    shm = Path("/dev/shm")
+    try:
+        roomy = os.access(str(shm), os.W_OK) and shutil.disk_usage(str(shm)).free > 256 << 20
+    except OSError:
+        roomy = False
+    if not roomy:
+        yield tmp_path
+        return
+    path = Path(tempfile.mkdtemp(prefix="tblive-test-", dir=str(shm)))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(str(path), ignore_errors=True)
 
 
 @pytest.fixture

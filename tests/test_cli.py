@@ -78,10 +78,13 @@ def test_report_on_the_shipped_example(tmp_path: Path) -> None:
     assert "runs" not in report
 
 
-def test_fail_on_sets_the_exit_status(tmp_path: Path) -> None:
+def test_fail_on_sets_the_exit_status(sweep: Path) -> None:
     assert main(["report", str(EXAMPLES / "mapush_failed"), "--fail-on", "critical"]) == 1
     assert main(["report", str(EXAMPLES / "mapush_healthy"), "--fail-on", "critical"]) == 0
-    assert main(["report", str(EXAMPLES / "mapush_healthy"), "--fail-on", "warning"]) == 1
+    assert main(["report", str(EXAMPLES / "mapush_healthy"), "--fail-on", "warning"]) == 0
+    # seed2 learns while its entropy rises: WARNING, which --fail-on warning turns into exit 1
+    assert main(["report", str(sweep / "seed2"), "--fail-on", "critical"]) == 0
+    assert main(["report", str(sweep / "seed2"), "--fail-on", "warning"]) == 1
     planned = ["--expected-steps", "100000000"]
     assert main(["report", str(EXAMPLES / "mapush_failed"), "--fail-on", "critical", *planned]) == 1
 

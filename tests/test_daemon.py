@@ -444,6 +444,44 @@ def test_bad_setup_is_one_clear_error(tmp_path):
         Watcher(WatchOptions(logdir=str(tmp_path), prometheus="localhost:http"))
 
 
+def test_judging_rule_of_a_followed_run(tmp_path):
+    """When the daemon judges a run again (doors.followed), on made-up times."""
+    from tblive.doors.followed import FollowedRun
+    from tblive.doors.lifecycle import LifecyclePolicy, RunLifecycle
+    from tblive.read.runs import LogDir
+    from tblive.read.tail import CLOSED, Change
+    from tblive.run import RunRecord, new_stats
+
+    writer = HarlWriter(str(tmp_path / "run"))
+    writer.write_failure(3, pause=0.0)
+    writer.close()
+    logdir = LogDir(str(tmp_path), new_stats)
+    logdir.rescan()
+    run = logdir.runs["run"]
+    assert run.poll() > 0
+    life = RunLifecycle(LifecyclePolicy(settle=2.0), 100.0)
+    followed = FollowedRun(run, RunRecord.from_reader(run), life, 0.0)
+
+    def due(problems: bool = False) -> float:
+        return followed.judge_due(0.25, 60.0, lambda: problems)
+
+    assert due() == float("-inf")  # new points, never judged: now
+    followed.judged_points, followed.last_judge = run.points, 200.0
+    assert due() == float("inf") and due(problems=True) == 260.0  # same data: reminders only
+    followed.judged_points = run.points - 1
+    assert due() == 200.25
+    followed.judge_cost = 0.1  # a slow verdict: at most every 10x its cost
+    assert due() == 201.0
+    followed.stale = True  # the configuration was reloaded
+    assert due() == 200.0
+    followed.stale, followed.judged_points = False, run.points
+    event_file = run.files[0].path
+    followed.observe(Change(event_file, CLOSED), 300.0, closes_visible=True)
+    assert followed.life.closed_at == 300.0
+    assert followed.life.tick(302.5) is not None and followed.life.ended
+    assert due(problems=True) == float("inf")  # an ended run gets no reminders
+
+
 def test_poll_without_seconds_before_or_after_logdir():
     parser = build_parser()
     for argv, poll in (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -78,3 +79,26 @@ def test_make_example_logs_reproduces_the_shipped_logs(tmp_path: Path) -> None:
             new_steps, new_values, _ = fresh[name][tag].arrays()
             assert old_steps.tolist() == new_steps.tolist()
             assert old_values.tolist() == new_values.tolist()
+
+
+@pytest.mark.parametrize("fresh", [False, True], ids=["shipped", "fresh-checkout"])
+@pytest.mark.parametrize(
+    "name, expected", [("mapush_failed", "CRITICAL"), ("mapush_healthy", "OK")]
+)
+def test_example_runs_get_the_verdicts_the_readme_explains(
+    tmp_path: Path, name: str, expected: str, fresh: bool
+) -> None:
+    """CRITICAL for the failed run, OK (no warning either) for the healthy one, also when the
+    files are brand new (a fresh clone: every event file just written, as for a live run)."""
+    logdir = EXAMPLES / "logs" / name
+    if fresh:
+        logdir = Path(shutil.copytree(str(logdir), str(tmp_path / name), copy_function=shutil.copy))
+    result = run("-m", "tblive.cli", "report", str(logdir), "--json", "-")
+    report = json.loads(result.stdout)
+    assert report["status"] == expected, report["summary"]
+    statuses = {d["name"]: d["status"] for d in report["diagnostics"]}
+    if expected == "CRITICAL":
+        assert statuses["Success Rate"] == "CRITICAL" and statuses["Entropy"] == "CRITICAL"
+    else:
+        assert set(statuses.values()) == {"OK"}, statuses
+        assert statuses["Success Rate"] == "OK" and statuses["Entropy"] == "OK"

@@ -513,6 +513,67 @@ def test_td_gradient_that_grew_with_the_return_is_not_an_explosion(seed):
     never_critical(series)
 
 
+@pytest.mark.parametrize("seed", (1, 2))
+def test_wall_time_tags_do_not_move_the_run_clock(seed):
+    """rsl_rl logs `Train/mean_reward/time` with wall seconds as its step (7 s an iteration)
+    next to iteration-stepped tags: at iteration 150 of a planned 1500 the run is at 10%, not
+    70% (R20). The run's clock is read on the axis most tags share."""
+    rng = np.random.default_rng(seed)
+    iters = 1500
+    p = np.linspace(0, 1, iters)
+    steps = np.arange(iters)
+    reward = 0.05 + 20 * np.clip((p - 0.15) / 0.35, 0, 1) + ar_noise(rng, iters, 0.2)
+    length = 20 + 900 * np.clip((p - 0.15) / 0.35, 0, 1) + rng.normal(0, 5, iters)
+    series: Series = {
+        "Train/mean_reward": (steps, reward),
+        "Train/mean_episode_length": (steps, length),
+        "Policy/mean_noise_std": (steps, 1.0 - 0.6 * np.clip((p - 0.15) / 0.45, 0, 1)),
+        "Loss/value_function": (steps, np.abs(0.01 + rng.normal(0, 0.002, iters))),
+        "Train/mean_reward/time": (steps * 7, reward),
+        "Train/mean_episode_length/time": (steps * 7, length),
+    }
+    for share in (0.1, 0.14, 0.2):
+        view = {}
+        for tag, (s, v) in series.items():
+            keep = s <= (7 if tag.endswith("/time") else 1) * share * (iters - 1)
+            stats = MetricStats()
+            stats.update_many(s[keep], v[keep])
+            view[tag] = stats
+        for context in (None, RunContext(planned_steps=iters, state=LIVE)):
+            verdict = evaluate("run", view, context=context)
+            assert verdict.status < Status.CRITICAL, (share, context, verdict.findings)
+
+
+@pytest.mark.parametrize("seed", (1, 2))
+def test_resumed_converged_run_is_never_critical(seed):
+    """A checkpoint resumed into a new folder (steps 6M..10M), converged at the top: its start
+    was not seen, so flat at the level it resumed at is not "never improved" (R27)."""
+    rng = np.random.default_rng(seed)
+    points = 200
+    steps = 6_000_000 + 20_000 * np.arange(points)
+    series: Series = {
+        "rollout/ep_rew_mean": (steps, np.minimum(480 + ar_noise(rng, points, 10.0), 500)),
+        "train/entropy_loss": (steps, -0.25 + ar_noise(rng, points, 0.005)),
+        "train/value_loss": (steps, np.abs(0.5 + rng.normal(0, 0.05, points))),
+    }
+    never_critical(series)
+    planned = int(steps[-1])
+    final = judge(series, 1.0, RunContext(planned_steps=planned, state=FINISHED))
+    assert final.status < Status.CRITICAL, final.findings
+
+
+@pytest.mark.parametrize("seed", (1, 2))
+def test_run_stopped_early_is_not_judged_as_finished(seed):
+    """A run killed at 10% of its planned length and judged post-hoc (files unchanged) was
+    stopped, not finished: success still 0 at 10% is not "the task was never solved" (R24)."""
+    run = mapush_shape(200, seed, healthy=True)
+    planned = max(int(steps[-1]) for steps, _ in run.values())
+    stopped = judge(run, 0.1, RunContext(planned_steps=planned, state=FINISHED))
+    assert stopped.status < Status.CRITICAL, [f.message for f in stopped.findings]
+    failed = judge(mapush_shape(200, seed, healthy=False), 1.0, RunContext(state=FINISHED))
+    assert failed.status == Status.CRITICAL
+
+
 # ------------------------------------------------------------------------ not judged
 
 

@@ -73,11 +73,11 @@ def test_record_larger_than_the_fast_search_limit(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("block_size", [40, 4 << 20])
 def test_cut_at_every_byte_offset_loses_and_duplicates_nothing(
-    tmp_path: Path, block_size: int
+    memory_tmp_path: Path, block_size: int
 ) -> None:
     payloads = varied_payloads()
     data = frame(payloads)
-    path = tmp_path / "events.out.tfevents.1"
+    path = memory_tmp_path / "events.out.tfevents.1"
     for cut in range(len(data) + 1):
         path.write_bytes(data[:cut])
         record_file = RecordFile(str(path), block_size=block_size)
@@ -197,11 +197,11 @@ payload_lists = st.lists(st.binary(max_size=80), min_size=1, max_size=12)
     payloads=payload_lists, cut_fraction=st.floats(0, 1), block_size=st.sampled_from([128, 4096])
 )
 def test_property_truncated_file_returns_every_complete_record(
-    tmp_path: Path, payloads, cut_fraction: float, block_size: int
+    memory_tmp_path: Path, payloads, cut_fraction: float, block_size: int
 ) -> None:
     data = frame(payloads)
     cut = int(len(data) * cut_fraction)
-    path = tmp_path / "events.out.tfevents.trunc"
+    path = memory_tmp_path / "events.out.tfevents.trunc"
     path.write_bytes(data[:cut])
     record_file = RecordFile(str(path), block_size=block_size)
     complete = [
@@ -218,14 +218,14 @@ def test_property_truncated_file_returns_every_complete_record(
 )
 @given(payloads=payload_lists, flip=st.integers(0, 10**9), bit=st.integers(0, 7))
 def test_property_bit_flip_keeps_the_intact_prefix(
-    tmp_path: Path, payloads, flip: int, bit: int
+    memory_tmp_path: Path, payloads, flip: int, bit: int
 ) -> None:
     data = bytearray(frame(payloads))
     position = flip % len(data)
     data[position] ^= 1 << bit
     offsets = record_offsets(frame(payloads))
     damaged = max(i for i, (offset, _) in enumerate(offsets) if offset <= position)
-    path = tmp_path / "events.out.tfevents.flip"
+    path = memory_tmp_path / "events.out.tfevents.flip"
     path.write_bytes(bytes(data))
     record_file = RecordFile(str(path))
     got = payloads_of(record_file)  # never raises
@@ -244,7 +244,7 @@ def test_property_bit_flip_keeps_the_intact_prefix(
 )
 @given(payloads=payload_lists, flip=st.integers(0, 10**9), bit=st.integers(0, 7))
 def test_property_verified_bit_flip_is_reported_once(
-    tmp_path: Path, payloads, flip: int, bit: int
+    memory_tmp_path: Path, payloads, flip: int, bit: int
 ) -> None:
     """verify_payload=True: the damaged record is skipped and reported exactly once, at its offset."""
     data = bytearray(frame(payloads))
@@ -252,7 +252,7 @@ def test_property_verified_bit_flip_is_reported_once(
     data[position] ^= 1 << bit
     offsets = record_offsets(frame(payloads))
     damaged = max(i for i, (offset, _) in enumerate(offsets) if offset <= position)
-    path = tmp_path / "events.out.tfevents.flip"
+    path = memory_tmp_path / "events.out.tfevents.flip"
     path.write_bytes(bytes(data))
     record_file = RecordFile(str(path), verify_payload=True)
     got = payloads_of(record_file)

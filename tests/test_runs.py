@@ -148,7 +148,8 @@ def mixed_file_bytes() -> bytes:
     return event_bytes(events)
 
 
-def test_run_cut_at_every_byte_offset_equals_one_full_read(tmp_path: Path) -> None:
+def test_run_cut_at_every_byte_offset_equals_one_full_read(memory_tmp_path: Path) -> None:
+    tmp_path = memory_tmp_path
     data = mixed_file_bytes()
     full_dir = tmp_path / "full"
     full_dir.mkdir()

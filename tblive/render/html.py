@@ -154,9 +154,8 @@ def _findings_block(findings: Sequence[Finding], points: int) -> List[str]:
         out.append('<ul class="findings">%s</ul>' % "".join(_finding_item(f) for f in bad))
     if good:
         out.append(
-            '<details%s><summary>%d check%s OK</summary><ul class="findings">%s</ul></details>'
+            '<details><summary>%d check%s OK</summary><ul class="findings">%s</ul></details>'
             % (
-                "" if bad else " open",
                 len(good),
                 "" if len(good) == 1 else "s",
                 "".join(_finding_item(f) for f in good),

@@ -156,6 +156,12 @@ def learning_progress(
     return Progress(bool(evidence), evidence, checked, states, holding)
 
 
+def fell_clearly(state: Optional[SignalState]) -> bool:
+    """The signal's current level is below its early level by more than three times its noise
+    (True when the signal has no state: too few points to measure a noise)."""
+    return state is None or state.early - state.current > 3.0 * state.delta
+
+
 @dataclass
 class Evidence:
     """The run's failure signs, its learning state and its clock (see the module docstring)."""
@@ -192,11 +198,12 @@ class Evidence:
         return self._factor() * config.grace.min_points
 
     def share_needed(self, config: Config) -> float:
-        """With a known planned length: the share of it the signs must last: the grace
-        fraction (10%) when three or more signs agree, else three times it (30%: healthy runs
-        have flat starts of up to 30% with zero success and rising entropy, and the promise is
-        CRITICAL *by* 30%); twice that before any reward was ever non-zero."""
-        factor = 1 if self.count >= 3 else 3
+        """With a known planned length: the share of it the signs must last: twice the grace
+        fraction (20%: signs first seen as grace ends must outlast it) when three or more signs
+        agree, else three times it (30%: healthy runs have flat starts of up to 30% with zero
+        success and rising entropy, and the promise is CRITICAL *by* 30%); twice that before any
+        reward was ever non-zero; half the run for the lone "never improved" sign."""
+        factor = 2 if self.count >= 3 else 3
         share = factor * (2 if self.no_reward_yet else 1) * config.grace.fraction
         if self.flat_only:
             share = max(share, FLAT_ONLY_SHARE)
@@ -260,10 +267,14 @@ def failure_evidence(
         zero_success = zero_success or near_zero
     main = {ref.tag for ref in roles.main_reward}
     min_change = config.threshold("reward", "min_change")
+    # falling: by `min_change` with a significant trend, and below its early level by more
+    # than three times its noise (a fall is measured against the noise, not against |head|)
     falling = [
         ref.tag
         for ref in roles.main_reward
-        if usable(view.get(ref.tag), 4) and reward_falls(view[ref.tag], min_change)
+        if usable(view.get(ref.tag), 4)
+        and reward_falls(view[ref.tag], min_change)
+        and fell_clearly(progress.state(ref.tag))
     ]
     # no net improvement: never rose beyond the noise, or rose and fell back to the early level
     flat_rewards = [

@@ -137,8 +137,9 @@ def run_clock(
     if finished and planned > 0 and last < STOPPED_SHARE * planned:
         # ended well short of its planned length (preempted, killed, cancelled): it did not
         # finish its training, so the slow signs are judged as at the share it reached
-        finished, state = False, "stopped at %.0f%% of its planned length" % (
-            100.0 * last / planned
+        finished, state = (
+            False,
+            "stopped at %.0f%% of its planned length" % (100.0 * last / planned),
         )
     if finished and planned <= 0:
         planned, source = last, OWN_LENGTH
@@ -253,7 +254,16 @@ def block_noise(means: np.ndarray, counts: np.ndarray, window: int) -> float:
     block means more the longer the blocks, slope x block, while the true noise of a block mean
     only shrinks with its length: the smallest estimate is the noise, not the trend)."""
     window = max(int(window), 1)
-    return min(_block_noise_at(means, counts, w) for w in range(1, window + 1))
+    point = _block_noise_at(means, counts, 1)
+    found = []
+    for w in range(1, window + 1):
+        estimate = _block_noise_at(means, counts, w)
+        if means.size // w < MIN_NOISE_BLOCKS:
+            # a spread of a few block means is not trusted below the point-scale noise
+            # averaged over the block (a sparse evaluation with a handful of points)
+            estimate = max(estimate, point / math.sqrt(w))
+        found.append(estimate)
+    return min(found)
 
 
 def _block_noise_at(means: np.ndarray, counts: np.ndarray, window: int) -> float:
@@ -280,6 +290,8 @@ def _block_noise_at(means: np.ndarray, counts: np.ndarray, window: int) -> float
     return float(np.mean(estimates)) if estimates else 0.0
 
 
+#: Fewest block means whose spread alone measures the noise (see :func:`block_noise`).
+MIN_NOISE_BLOCKS = 8
 #: Fewest block means a monotone-trend test is run on.
 MIN_TREND_BLOCKS = 6
 #: Two-sided 95% normal quantile (Mann-Kendall significance).

@@ -12,7 +12,8 @@ learning state comes from ``_progress.signal_state`` (judged against its own noi
   known, at least 2 x ``grace.fraction`` of it), not recovering by a fifth of the lost gain,
   past grace, nothing else improving, no curriculum step, and not a run whose logged success
   rate never reached ``success.low`` (nothing learned to lose: a lucky bump): CRITICAL;
-* falling by ``min_change`` (a significant trend and more than 2 recent standard deviations):
+* falling by ``min_change`` (a significant trend and more than 2 recent standard deviations)
+  and below its early level by more than three times its noise (never a share of |head|):
   WARNING until the run's failure signs have lasted (``_evidence.Evidence``), then CRITICAL;
 * no net improvement (flat within three times its noise, at any offset and scale, or back at
   its early level): OK in grace, WARNING after, CRITICAL once the failure signs have lasted.
@@ -41,7 +42,7 @@ from tblive.judge.rules._common import (
     smoothed_levels,
     trend_details,
 )
-from tblive.judge.rules._evidence import failure_evidence
+from tblive.judge.rules._evidence import failure_evidence, fell_clearly
 from tblive.series.stats import MetricStats
 
 
@@ -222,7 +223,11 @@ def check(
                 % (ref.tag, fmt(head), fmt(state.best), state.last_record_step, pct(change)),
                 details,
             )
-        if reward_falls(stats, min_change) and not (state is not None and state.holding):
+        if (
+            reward_falls(stats, min_change)
+            and fell_clearly(state)
+            and not (state is not None and state.holding)
+        ):
             if progress.improving or not evidence.enough(stats, config):
                 why = (
                     "but %s" % progress.describe()
