@@ -226,7 +226,10 @@ def manifest_healthy() -> List[str]:
     """Cases whose MANIFEST row carries the label **healthy**, plus the older rows described as
     healthy in prose (``HEALTHY``): every run the MANIFEST calls healthy."""
     found = list(HEALTHY)
-    for line in (REALWORLD / "MANIFEST.md").read_text(encoding="utf-8").splitlines():
+    manifest = REALWORLD / "MANIFEST.md"
+    if not manifest.is_file():  # the module is skipped then; collection must not fail
+        return []
+    for line in manifest.read_text(encoding="utf-8").splitlines():
         cells = [c.strip() for c in line.split("|")]
         if len(cells) > 3 and "**healthy**" in cells and cells[1] not in found:
             found.append(cells[1])
@@ -268,30 +271,26 @@ def live_prefixes(case: str, percents: List[int]):
             yield run, percent, view, last
 
 
-def test_manifest_healthy_runs_never_critical_at_any_2_percent_prefix():
+def test_the_manifest_labels_at_least_ten_runs_healthy():
+    assert len(manifest_healthy()) >= 10, manifest_healthy()
+
+
+@pytest.mark.parametrize("case", manifest_healthy())
+def test_manifest_healthy_runs_never_critical_at_any_2_percent_prefix(case):
     """The promise: a healthy run is never CRITICAL at any point of its life, whether its
     planned length is unknown (no context) or known (live, planned = its last step)."""
     from tblive.judge.context import LIVE, RunContext
 
-    cases = manifest_healthy()
-    assert len(cases) >= 10, cases
     bad = []
-    for case in cases:
-        for run, percent, view, last in live_prefixes(case, list(range(2, 100, 2))):
-            contexts = [None, RunContext(state=LIVE, planned_steps=last)]
-            for context in contexts:
-                verdict = evaluate(run, view, context=context)
-                if verdict.status == Status.CRITICAL:
-                    bad.append(
-                        (
-                            case,
-                            percent,
-                            "planned" if context else "no context",
-                            [
-                                f.message[:160]
-                                for f in verdict.findings
-                                if f.status == Status.CRITICAL
-                            ],
-                        )
+    for run, percent, view, last in live_prefixes(case, list(range(2, 100, 2))):
+        for context in (None, RunContext(state=LIVE, planned_steps=last)):
+            verdict = evaluate(run, view, context=context)
+            if verdict.status == Status.CRITICAL:
+                bad.append(
+                    (
+                        percent,
+                        "planned" if context else "no context",
+                        [f.message[:160] for f in verdict.findings if f.status == Status.CRITICAL],
                     )
+                )
     assert not bad, bad

@@ -73,34 +73,11 @@ def key_values(roles: Roles, view: Mapping[str, MetricStats]) -> Dict[str, List[
     return values
 
 
-def run_in_grace(
-    verdict: Verdict,
-    view: Mapping[str, MetricStats],
-    roles: Roles,
-    config: Config,
-    context: Any = None,
-) -> bool:
+def run_in_grace(verdict: Verdict) -> bool:
     """True while the run is too young to be announced: the verdict's own ``in_grace`` flag
-    when it has one, else the rules' run clock (the run's densest metric has fewer than
-    ``grace.min_points`` points, or less than ``grace.fraction`` of the planned length).
-    A finished run has left its grace.  Errors count as "not in grace" (never hide alerts)."""
-    flag = getattr(verdict, "in_grace", None)
-    if isinstance(flag, bool):
-        return flag
-    try:
-        from tblive.judge.rules._common import in_grace
-        from tblive.judge.rules._progress import run_clock
-
-        clock = run_clock(view, roles, config, context)
-        if clock.finished:
-            return False
-        live = next((s for s in view.values() if s.finite_count and s.last_step is not None), None)
-        if live is None:
-            return True
-        return bool(in_grace(live, config, clock))
-    except Exception:  # a rules refactoring must not silence alerts
-        logger.debug("could not tell whether run %s is in grace", verdict.run, exc_info=True)
-        return False
+    (:func:`tblive.judge.verdict.run_in_grace`); a verdict that could not tell counts as out of
+    grace (never hide alerts)."""
+    return bool(verdict.in_grace)
 
 
 def _default_picture(
@@ -185,7 +162,7 @@ class AlertEngine:
                 verdict, roles = evaluate_with_roles(run, view, self.config)
             else:
                 verdict, roles = evaluate_with_roles(run, view, self.config, context)
-            grace = run_in_grace(verdict, view, roles, self.config, context)
+            grace = run_in_grace(verdict)
             alerts = self.tracker.observe(
                 verdict, now, key_values=key_values(roles, view), in_grace=grace
             )

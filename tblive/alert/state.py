@@ -12,8 +12,8 @@ Contract:
   item of the lowest priority is dropped (counted, logged).  Items of durable sinks are part
   of the state file, so a restart delivers what a stop, a crash or an outage left.
 * :class:`StateStore` -- one JSON file ``{"version", "logdir", "tracker", "outbox"}`` written
-  atomically (:func:`tblive.atomic.write_atomically`: temporary file + rename; mode 0o600, as
-  ``mkstemp`` creates it) whenever the tracker or the outbox
+  atomically (:func:`tblive.atomic.write_atomically`: temporary file + rename; mode
+  :data:`FILE_MODE`) whenever the tracker or the outbox
   changes; ``path=None`` (or a path that is not a regular file, e.g. ``/dev/null``) keeps
   everything in memory (the in-process monitor, whose state goes into the framework
   checkpoint instead).  :meth:`StateStore.load` never raises: a missing
@@ -39,8 +39,8 @@ from tblive.textfmt import json_safe
 logger = logging.getLogger(__name__)
 
 STATE_FILE_VERSION = 1
-#: file mode of the files tblive creates: the events log here; the state file and the final
-#: report get it from ``tempfile.mkstemp`` in :func:`tblive.atomic.write_atomically`
+#: file mode of the alert history tblive keeps: the events log and the state file (they name
+#: hosts, paths and runs); reports follow the umask (see :func:`tblive.atomic.write_atomically`)
 FILE_MODE = 0o600
 #: default per-sink outbox bound
 DEFAULT_OUTBOX_LIMIT = 1000
@@ -322,7 +322,9 @@ class StateStore:
                 "outbox": self.outbox.records() if self.outbox is not None else [],
             }
             try:
-                write_atomically(self.path, json.dumps(data, ensure_ascii=False, allow_nan=False))
+                write_atomically(
+                    self.path, json.dumps(data, ensure_ascii=False, allow_nan=False), FILE_MODE
+                )
             except (OSError, ValueError) as error:
                 if not self._failing:
                     logger.warning(

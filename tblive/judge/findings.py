@@ -88,6 +88,9 @@ class Verdict:
     findings: List[Finding]
     total_steps: int = 0
     points: int = 0
+    #: The run is still too young for its slow checks to go CRITICAL (the rules' run clock);
+    #: the alerting layer announces nothing for such a run. None when not computed.
+    in_grace: Optional[bool] = None
 
     @property
     def status(self) -> Status:
@@ -102,6 +105,16 @@ class Verdict:
         if self.points == 0 and not self.findings:
             return "NO DATA: no scalar points yet (empty or header-only event files)."
         critical = self.count(Status.CRITICAL)
+        failed = sum(1 for f in self.findings if "error" in f.details)
+        tail = (
+            " %d check%s failed to run (see %s finding)."
+            % (failed, "" if failed == 1 else "s", "its" if failed == 1 else "their")
+            if failed
+            else ""
+        )
+        return self._headline(critical) + tail
+
+    def _headline(self, critical: int) -> str:
         warning = self.count(Status.WARNING)
         if critical:
             return "CRITICAL: %d critical issue%s found. Training likely failed." % (

@@ -17,9 +17,18 @@ from tblive.judge.context import RunContext
 from tblive.judge.findings import Finding, Status, Verdict
 from tblive.judge.roles import Roles, classify
 from tblive.judge.rules import CHECKS
+from tblive.judge.rules._common import in_grace
+from tblive.judge.rules._progress import run_clock
 from tblive.series.stats import MetricStats
 
-__all__ = ["CHECK_FAILED", "evaluate", "evaluate_with_roles", "failed_check", "failed_checks"]
+__all__ = [
+    "CHECK_FAILED",
+    "evaluate",
+    "evaluate_with_roles",
+    "failed_check",
+    "failed_checks",
+    "run_in_grace",
+]
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +88,38 @@ def evaluate_with_roles(
         try:
             findings.extend(module.check(view, roles, config, context))
         except Exception as exc:  # a bug in one check must not hide the others
-            log.exception("check %s failed on run %s", module.NAME, run)
+            # one line where users look; the traceback for whoever debugs tblive
+            log.warning("check %s failed on run %s: %s", module.NAME, run, exc)
+            log.debug("check %s failed", module.NAME, exc_info=True)
             findings.append(failed_check(module.NAME, exc))
     total_steps = max((s.last_step for s in view.values() if s.last_step is not None), default=0)
     points = sum(s.count for s in view.values())
-    return Verdict(
-        run=run, findings=findings, total_steps=int(total_steps), points=int(points)
-    ), roles
+    verdict = Verdict(
+        run=run,
+        findings=findings,
+        total_steps=int(total_steps),
+        points=int(points),
+        in_grace=run_in_grace(view, roles, config, context),
+    )
+    return verdict, roles
+
+
+def run_in_grace(
+    view: Mapping[str, MetricStats],
+    roles: Roles,
+    config: Config,
+    context: Optional[RunContext] = None,
+) -> Optional[bool]:
+    """True while the run is too young for its slow checks to go CRITICAL, by the same run
+    clock the checks use (see ``Grace``); a finished run has left its grace. None when it
+    cannot be told (the alerting layer then treats the run as out of grace: never hide
+    alerts)."""
+    try:
+        clock = run_clock(view, roles, config, context)
+        if clock.finished:
+            return False
+        live = next((s for s in view.values() if s.finite_count and s.last_step is not None), None)
+        return True if live is None else bool(in_grace(live, config, clock))
+    except Exception:  # a bug here must not cost the verdict
+        log.debug("could not tell whether the run is in grace", exc_info=True)
+        return None
