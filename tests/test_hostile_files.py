@@ -373,7 +373,9 @@ def test_a_record_just_under_the_limit_is_read_in_bounded_memory(
         stream.write(event_bytes([file_version_event(), scalar_event("loss", 0, 1.0, 1.0)]))
         stream.write(tensor_record_bytes(DEFAULT_MAX_RECORD_SIZE - 1024))
     result = peak_growth(tree, warmup)
-    assert result["growth"] < 3 * DEFAULT_MAX_RECORD_SIZE, result["growth"]  # read + parsed
+    # the record read, its parsed message and one transient copy: about 2x on current
+    # protobuf/numpy, ~3x on the older builds Python 3.8 gets; never more
+    assert result["growth"] < 3.5 * DEFAULT_MAX_RECORD_SIZE, result["growth"]
     runs = runs_of(result["report"])
     assert runs["images"]["points"] == 1 and runs["images"]["read_issues"] == []
     assert runs["images"]["skipped"]  # a non-scalar tensor: counted, not read as a point

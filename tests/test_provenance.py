@@ -86,6 +86,7 @@ def test_harl_config_json_beside_logs(tmp_path: Path) -> None:
 
 
 def test_rl_zoo_config_yml_beside_ppo_folder(tmp_path: Path) -> None:
+    pytest.importorskip("torch")  # rl-zoo writes through torch's SummaryWriter
     from torch.utils.tensorboard import SummaryWriter as TorchWriter
 
     params = tmp_path / "logs" / "ppo" / "CartPole-v1_1" / "CartPole-v1"
