@@ -28,7 +28,6 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import (
-    TYPE_CHECKING,
     Any,
     Callable,
     Dict,
@@ -37,11 +36,17 @@ from typing import (
     List,
     Mapping,
     Optional,
+    Protocol,
     Tuple,
 )
 
-if TYPE_CHECKING:  # pragma: no cover
-    from tblive.judge.config import Config
+
+class PatternSource(Protocol):
+    """Anything with the role patterns to classify by (a :class:`tblive.judge.config.Config`);
+    a protocol so that roles, below config, need not import it."""
+
+    patterns: Dict[str, List[str]]
+
 
 __all__ = [
     "DEFAULT_PATTERNS",
@@ -511,7 +516,7 @@ _cache_stats = {"hits": 0, "misses": 0}
 
 def classify(
     tags: Iterable[str],
-    config: Optional[Config] = None,
+    config: Optional[PatternSource] = None,
     patterns: Optional[Mapping[str, List[str]]] = None,
 ) -> Roles:
     """Put each tag into the roles its name matches (a tag may have several roles).
