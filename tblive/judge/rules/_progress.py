@@ -26,6 +26,7 @@ from tblive.judge.config import Config
 from tblive.judge.context import RunContext
 from tblive.judge.roles import Roles
 from tblive.series.stats import MetricStats
+from tblive.textfmt import fmt
 
 #: A primary signal improves *now* when its last new best lies in this share of the run so far.
 RECENT_SHARE = 0.25
@@ -199,35 +200,29 @@ class SignalState:
         if self.improving:
             return "%s improves: new best %s at step %d (from %s)" % (
                 self.tag,
-                _fmt(self.best),
+                fmt(self.best),
                 self.last_record_step,
-                _fmt(self.early),
+                fmt(self.early),
             )
         if self.holding:
             return "%s holds %s (best %s at step %d), no new best since" % (
                 self.tag,
-                _fmt(self.current),
-                _fmt(self.best),
+                fmt(self.current),
+                fmt(self.best),
                 self.last_record_step,
             )
         if self.rose:
             return "%s fell to %s from its best %s" % (
                 self.tag,
-                _fmt(self.current),
-                _fmt(self.best),
+                fmt(self.current),
+                fmt(self.best),
             )
         return "%s flat at %s (noise %s) over %d points" % (
             self.tag,
-            _fmt(self.current),
-            _fmt(self.noise),
+            fmt(self.current),
+            fmt(self.noise),
             self.points,
         )
-
-
-def _fmt(value: float) -> str:
-    from tblive.series.stats import format_number
-
-    return format_number(float(value))
 
 
 def _mad_noise(values: np.ndarray) -> float:
